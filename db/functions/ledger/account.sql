@@ -1,0 +1,70 @@
+-- creditgate.get_balance() -> jsonb {balance, available, plan, expiring, daily}   authenticated
+-- creditgate.is_admin() -> boolean                                              authenticated
+-- Errors: PT401 not_authenticated.
+
+create or replace function creditgate_private.daily_usage(p_user_id uuid, p_plan text)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  -- Replaced by the generation lifecycle with real usage and plan caps.
+  select jsonb_build_object('used', 0, 'cap', null);
+$$;
+comment on function creditgate_private.daily_usage(uuid, text) is
+'Credits the user spent today and their plan''s daily cap.';
+revoke all on function creditgate_private.daily_usage(uuid, text) from public, anon, authenticated;
+
+create or replace function creditgate.get_balance()
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_user_id uuid := creditgate_private.require_user();
+  v_balance bigint;
+  v_plan text;
+begin
+  select b.balance, b.plan into v_balance, v_plan
+  from creditgate.balances as b
+  where b.user_id = v_user_id;
+  return jsonb_build_object(
+    'balance', coalesce(v_balance, 0),
+    'available', creditgate_private.available_credits(v_user_id, now()),
+    'plan', coalesce(v_plan, 'free'),
+    'expiring', coalesce((
+      select jsonb_agg(jsonb_build_object(
+        'lot_id', l.id, 'amount', l.remaining, 'category', l.category, 'expires_at', l.expires_at
+      ) order by l.expires_at, l.id)
+      from creditgate.credit_lots as l
+      where l.user_id = v_user_id
+        and l.remaining > 0
+        and l.expires_at > now()
+        and l.expires_at <= now() + interval '30 days'
+    ), '[]'::jsonb),
+    'daily', creditgate_private.daily_usage(v_user_id, coalesce(v_plan, 'free'))
+  );
+end
+$$;
+comment on function creditgate.get_balance() is
+'The caller''s balance, spendable credits, plan, lots expiring within 30 days, daily usage.';
+revoke all on function creditgate.get_balance() from public, anon, authenticated;
+grant execute on function creditgate.get_balance() to authenticated;
+
+create or replace function creditgate.is_admin()
+returns boolean
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select exists (
+    select 1 from creditgate_private.admins as a where a.user_id = (select auth.uid())
+  );
+$$;
+comment on function creditgate.is_admin() is
+'Whether the caller is an admin (creditgate_private.admins; never JWT metadata).';
+revoke all on function creditgate.is_admin() from public, anon, authenticated;
+grant execute on function creditgate.is_admin() to authenticated;

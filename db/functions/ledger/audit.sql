@@ -1,0 +1,155 @@
+-- creditgate.audit(since) -> jsonb {ok, checks: [{name, failures, samples}]}   service_role
+--
+-- Re-derives every money invariant (DESIGN §3) from the raw rows. `since` limits the
+-- per-user checks to users with ledger activity since then (null = everyone).
+-- Checks live in creditgate_private.audit_checks(); each returns a failure count and up to
+-- five sample rows so an operator can see what broke.
+
+create or replace function creditgate_private.audit_checks(p_since timestamptz)
+returns table (name text, failures bigint, samples jsonb)
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  -- Invariant 1: balance = sum(ledger.delta) = sum(lots.remaining) >= 0, per user.
+  return query
+  with users as (
+    select b.user_id, b.balance
+    from creditgate.balances as b
+    where p_since is null or exists (
+      select 1 from creditgate.ledger as l where l.user_id = b.user_id and l.created_at >= p_since
+    )
+  ),
+  sums as (
+    select
+      u.user_id,
+      u.balance,
+      coalesce((select sum(l.delta) from creditgate.ledger as l where l.user_id = u.user_id), 0) as ledger_sum,
+      coalesce((select sum(c.remaining) from creditgate.credit_lots as c where c.user_id = u.user_id), 0) as lots_sum
+    from users as u
+  ),
+  bad as (
+    select * from sums as s
+    where s.balance <> s.ledger_sum or s.balance <> s.lots_sum or s.balance < 0
+  )
+  select 'balance_matches_ledger_and_lots'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over () as rn from bad) as b;
+
+  -- balance_after on each entry continues the running sum of that user's deltas.
+  return query
+  with chain as (
+    select l.id, l.user_id, l.balance_after,
+      sum(l.delta) over (partition by l.user_id order by l.id) as running
+    from creditgate.ledger as l
+    where p_since is null or l.user_id in (
+      select x.user_id from creditgate.ledger as x where x.created_at >= p_since
+    )
+  ),
+  bad as (select c.* from chain as c where c.balance_after <> c.running)
+  select 'balance_after_chain'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.id) as rn from bad) as b;
+
+  -- Each entry's lot movements add up to its delta; each lot's movements to its remaining.
+  return query
+  with bad as (
+    select l.id as entry_id, l.delta, coalesce(sum(m.amount), 0) as moved
+    from creditgate.ledger as l
+    left join creditgate_private.lot_movements as m on m.ledger_id = l.id
+    where p_since is null or l.created_at >= p_since
+    group by l.id, l.delta
+    having coalesce(sum(m.amount), 0) <> l.delta
+  )
+  select 'entry_lot_movements_match_delta'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.entry_id) as rn from bad) as b;
+
+  return query
+  with bad as (
+    select c.id as lot_id, c.remaining, coalesce(sum(m.amount), 0) as moved
+    from creditgate.credit_lots as c
+    left join creditgate_private.lot_movements as m on m.lot_id = c.id
+    group by c.id, c.remaining
+    having coalesce(sum(m.amount), 0) <> c.remaining
+  )
+  select 'lot_remaining_matches_movements'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.lot_id) as rn from bad) as b;
+
+  -- Invariant 4: no ledger key applied twice (also holds if the unique index were dropped).
+  return query
+  with bad as (
+    select l.idempotency_key, count(*) as entries
+    from creditgate.ledger as l
+    group by l.idempotency_key
+    having count(*) > 1
+  )
+  select 'idempotency_keys_unique'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over () as rn from bad) as b;
+
+  -- Invariant 3 (ledger side): refunds of a charge never exceed it.
+  return query
+  with bad as (
+    select s.idempotency_key as charge_key, s.amount as charged, sum(r.amount) as refunded
+    from creditgate.ledger as s
+    join creditgate.ledger as r on r.charge_key = s.idempotency_key
+    where s.entry_type = 'spend'
+    group by s.idempotency_key, s.amount
+    having sum(r.amount) > s.amount
+  )
+  select 'refunds_within_charge'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over () as rn from bad) as b;
+
+  -- Clawback records agree with their ledger entries.
+  return query
+  with bad as (
+    select c.idempotency_key, c.taken, l.amount as posted
+    from creditgate_private.clawbacks as c
+    left join creditgate.ledger as l on l.id = c.ledger_id
+    where (c.taken > 0) <> (l.id is not null) or (l.id is not null and l.amount <> c.taken)
+  )
+  select 'clawbacks_match_ledger'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over () as rn from bad) as b;
+
+  -- Settings sanity: only known keys, each of its default's JSON type (null = any).
+  return query
+  with bad as (
+    select s.key, s.value, d.value as default_value
+    from creditgate_private.settings as s
+    left join creditgate_private.setting_defaults() as d on d.key = s.key
+    where d.key is null
+       or (jsonb_typeof(d.value) <> 'null' and jsonb_typeof(s.value) <> jsonb_typeof(d.value))
+  )
+  select 'settings_known_and_typed'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over () as rn from bad) as b;
+end
+$$;
+comment on function creditgate_private.audit_checks(timestamptz) is
+'Every audit check: name, number of failures, up to five samples.';
+revoke all on function creditgate_private.audit_checks(timestamptz) from public, anon, authenticated;
+
+create or replace function creditgate.audit(since timestamptz default null)
+returns jsonb
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'ok', coalesce(bool_and(c.failures = 0), true),
+    'checks', coalesce(jsonb_agg(jsonb_build_object(
+      'name', c.name, 'failures', c.failures, 'samples', c.samples
+    )), '[]')
+  )
+  from creditgate_private.audit_checks(since) as c;
+$$;
+comment on function creditgate.audit(timestamptz) is
+'Checks every money invariant; {ok, checks: [{name, failures, samples}]}. For operators and tests.';
+revoke all on function creditgate.audit(timestamptz) from public, anon, authenticated;
+grant execute on function creditgate.audit(timestamptz) to service_role;

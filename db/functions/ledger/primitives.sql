@@ -1,0 +1,478 @@
+-- Private money primitives. Every credit movement in creditgate goes through these.
+--
+-- Locking: the caller's balances row is locked first (lock_balance) and held to commit;
+-- every other row a primitive touches belongs to that user, so per-user work serializes
+-- on one row and multi-user work (the expiry sweep) locks users in user_id order.
+--
+-- require_user() -> uuid                         PT401 not_authenticated
+-- require_admin() -> uuid                        PT401, PT403 forbidden
+-- check_key(p_key)                               PT400 invalid_request
+-- lock_balance(p_user_id, p_create) -> bigint    PT404 not_found
+-- find_entry(p_key, p_request_hash) -> ledger    PT409 idempotency_key_reused
+-- post_entry(...) -> ledger                      PT409 idempotency_key_reused (racing key)
+-- move_lots(p_entry_id, p_user_id, p_amount, p_now, p_paid_first) -> bigint
+-- available_credits(p_user_id, p_now) -> bigint
+-- grant_credits(...) -> jsonb                    PT400, PT404, PT409
+-- spend_credits(...) -> jsonb                    PT400, PT402, PT404, PT409
+-- refund_credits(...) -> jsonb                   PT400, PT404, PT409
+
+create or replace function creditgate_private.require_user()
+returns uuid
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_user_id uuid := auth.uid();
+begin
+  if v_user_id is null then
+    perform creditgate_private.raise_error('not_authenticated');
+  end if;
+  return v_user_id;
+end
+$$;
+comment on function creditgate_private.require_user() is
+'The calling user from the verified JWT (auth.uid()), or PT401.';
+
+create or replace function creditgate_private.require_admin()
+returns uuid
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_user_id uuid := creditgate_private.require_user();
+begin
+  if not exists (select 1 from creditgate_private.admins as a where a.user_id = v_user_id) then
+    perform creditgate_private.raise_error('forbidden', jsonb_build_object('requires', 'admin'));
+  end if;
+  return v_user_id;
+end
+$$;
+comment on function creditgate_private.require_admin() is
+'The caller if listed in creditgate_private.admins, else PT403. JWT metadata is never read.';
+
+create or replace function creditgate_private.check_key(p_key text, p_field text default 'idempotency_key')
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_key is null or length(p_key) not between 1 and 200 or p_key !~ '^[\x21-\x7e]+$' then
+    perform creditgate_private.invalid(p_field, '1-200 printable ASCII characters, no spaces');
+  end if;
+end
+$$;
+comment on function creditgate_private.check_key(text, text) is
+'Idempotency keys: 1-200 printable ASCII characters.';
+
+create or replace function creditgate_private.lock_balance(p_user_id uuid, p_create boolean default false)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_balance bigint;
+begin
+  select b.balance into v_balance
+  from creditgate.balances as b
+  where b.user_id = p_user_id
+  for update;
+  if found then
+    return v_balance;
+  end if;
+  if not p_create or not exists (select 1 from auth.users as u where u.id = p_user_id) then
+    perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
+  end if;
+  insert into creditgate.balances (user_id) values (p_user_id) on conflict (user_id) do nothing;
+  select b.balance into v_balance
+  from creditgate.balances as b
+  where b.user_id = p_user_id
+  for update;
+  return v_balance;
+end
+$$;
+comment on function creditgate_private.lock_balance(uuid, boolean) is
+'Locks the user''s balance row (creating it for known users when asked): the per-user mutex.';
+
+create or replace function creditgate_private.find_entry(p_key text, p_request_hash text)
+returns creditgate.ledger
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_entry creditgate.ledger;
+begin
+  select l.* into v_entry from creditgate.ledger as l where l.idempotency_key = p_key;
+  if found and v_entry.request_hash <> p_request_hash then
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+    );
+  end if;
+  return v_entry;
+end
+$$;
+comment on function creditgate_private.find_entry(text, text) is
+'The entry already posted under a key (replay), PT409 if it was posted for another request.';
+
+create or replace function creditgate_private.available_credits(p_user_id uuid, p_now timestamptz)
+returns bigint
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce(sum(l.remaining), 0)::bigint
+  from creditgate.credit_lots as l
+  where l.user_id = p_user_id
+    and l.remaining > 0
+    and (l.expires_at is null or l.expires_at > p_now);
+$$;
+comment on function creditgate_private.available_credits(uuid, timestamptz) is
+'Spendable credits: lots with something left that have not expired at p_now.';
+
+create or replace function creditgate_private.post_entry(
+  p_user_id uuid,
+  p_entry_type text,
+  p_amount bigint,
+  p_key text,
+  p_request_hash text,
+  p_charge_key text default null,
+  p_generation_id uuid default null,
+  p_reason text default null,
+  p_metadata jsonb default '{}'
+) returns creditgate.ledger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_entry creditgate.ledger;
+begin
+  -- delta and balance_after are set by the ledger's BEFORE INSERT trigger.
+  insert into creditgate.ledger (
+    user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash,
+    charge_key, generation_id, reason, metadata
+  ) values (
+    p_user_id, p_entry_type, p_amount, 0, 0, p_key, p_request_hash,
+    p_charge_key, p_generation_id, p_reason, coalesce(p_metadata, '{}')
+  )
+  on conflict (idempotency_key) do nothing
+  returning * into v_entry;
+  if v_entry.id is null then
+    -- Another user's transaction took this key first (same-user calls serialize on the
+    -- balance lock and are caught by find_entry before getting here).
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+    );
+  end if;
+  update creditgate.balances as b
+  set balance = v_entry.balance_after, updated_at = now()
+  where b.user_id = p_user_id;
+  return v_entry;
+end
+$$;
+comment on function creditgate_private.post_entry(uuid, text, bigint, text, text, text, uuid, text, jsonb) is
+'Appends one ledger entry and moves the cached balance with it. Caller holds the balance lock.';
+
+create or replace function creditgate_private.move_lots(
+  p_entry_id bigint,
+  p_user_id uuid,
+  p_amount bigint,
+  p_now timestamptz,
+  p_paid_first boolean default false
+) returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_moved bigint;
+begin
+  -- Burn order (DESIGN §3): priority, soonest expiry (never-expiring last), promotional
+  -- before paid, oldest first. Clawbacks take paid credits first.
+  with ordered as (
+    select
+      l.id,
+      l.remaining,
+      sum(l.remaining) over (
+        order by
+          case when p_paid_first then l.category = 'paid' end desc nulls last,
+          l.priority, l.expires_at nulls last, l.category desc, l.created_at, l.id
+      ) as running
+    from creditgate.credit_lots as l
+    where l.user_id = p_user_id
+      and l.remaining > 0
+      and (l.expires_at is null or l.expires_at > p_now)
+  ),
+  taken as (
+    select o.id, least(o.remaining, p_amount - (o.running - o.remaining)) as n
+    from ordered as o
+    where o.running - o.remaining < p_amount
+  ),
+  updated as (
+    update creditgate.credit_lots as l
+    set remaining = l.remaining - t.n
+    from taken as t
+    where l.id = t.id
+    returning l.id, t.n
+  ),
+  recorded as (
+    insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+    select p_entry_id, u.id, -u.n from updated as u
+    returning amount
+  )
+  select coalesce(-sum(r.amount), 0) into v_moved from recorded as r;
+  if v_moved <> p_amount then
+    raise exception 'lots of user % cover % of %', p_user_id, v_moved, p_amount;
+  end if;
+  return v_moved;
+end
+$$;
+comment on function creditgate_private.move_lots(bigint, uuid, bigint, timestamptz, boolean) is
+'Takes p_amount from the user''s unexpired lots in burn order and records the movements.';
+
+create or replace function creditgate_private.entry_json(p_entry creditgate.ledger, p_replayed boolean)
+returns jsonb
+language sql
+immutable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'entry_id', p_entry.id,
+    'entry_type', p_entry.entry_type,
+    'amount', p_entry.amount,
+    'balance', p_entry.balance_after,
+    'replayed', p_replayed
+  );
+$$;
+comment on function creditgate_private.entry_json(creditgate.ledger, boolean) is
+'The result returned for a posted (or replayed) entry: the original figures.';
+
+create or replace function creditgate_private.grant_credits(
+  p_user_id uuid,
+  p_amount bigint,
+  p_entry_type text,
+  p_key text,
+  p_category text default 'promotional',
+  p_expires_at timestamptz default null,
+  p_priority integer default 50,
+  p_reason text default null,
+  p_metadata jsonb default '{}',
+  p_request_hash text default null,
+  p_now timestamptz default now()
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_hash text;
+  v_entry creditgate.ledger;
+  v_lot_id uuid;
+begin
+  if p_user_id is null then
+    perform creditgate_private.invalid('user_id', 'required');
+  end if;
+  if p_amount is null or p_amount <= 0 then
+    perform creditgate_private.invalid('amount', 'must be a positive integer');
+  end if;
+  if p_entry_type is null
+     or p_entry_type not in ('signup_bonus', 'purchase', 'grant', 'admin_recharge') then
+    perform creditgate_private.invalid(
+      'entry_type', 'one of signup_bonus, purchase, grant, admin_recharge'
+    );
+  end if;
+  if p_category is null or p_category not in ('paid', 'promotional') then
+    perform creditgate_private.invalid('category', 'paid or promotional');
+  end if;
+  if p_priority is null or p_priority not between 0 and 100 then
+    perform creditgate_private.invalid('priority', 'between 0 and 100');
+  end if;
+  perform creditgate_private.check_key(p_key);
+  v_hash := coalesce(p_request_hash, md5(jsonb_build_array(
+    'grant', p_user_id, p_amount, p_entry_type, p_category, p_expires_at, p_priority
+  )::text));
+
+  perform creditgate_private.lock_balance(p_user_id, true);
+  v_entry := creditgate_private.find_entry(p_key, v_hash);
+  if v_entry.id is null then
+    if p_expires_at is not null and p_expires_at <= p_now then
+      perform creditgate_private.invalid('expires_at', 'must be in the future');
+    end if;
+    v_entry := creditgate_private.post_entry(
+      p_user_id, p_entry_type, p_amount, p_key, v_hash, null, null, p_reason, p_metadata
+    );
+    insert into creditgate.credit_lots (
+      user_id, category, priority, amount, remaining, expires_at, source_entry_id
+    ) values (
+      p_user_id, p_category, p_priority, p_amount, p_amount, p_expires_at, v_entry.id
+    )
+    returning id into v_lot_id;
+    insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+    values (v_entry.id, v_lot_id, p_amount);
+    return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('lot_id', v_lot_id);
+  end if;
+  select l.id into v_lot_id from creditgate.credit_lots as l where l.source_entry_id = v_entry.id;
+  return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('lot_id', v_lot_id);
+end
+$$;
+comment on function creditgate_private.grant_credits(uuid, bigint, text, text, text, timestamptz, integer, text, jsonb, text, timestamptz) is
+'Posts a credit entry and the lot it creates; a replayed key returns the original result.';
+
+create or replace function creditgate_private.spend_credits(
+  p_user_id uuid,
+  p_amount bigint,
+  p_key text,
+  p_generation_id uuid default null,
+  p_reason text default null,
+  p_metadata jsonb default '{}',
+  p_now timestamptz default now()
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_hash text;
+  v_entry creditgate.ledger;
+  v_available bigint;
+begin
+  if p_amount is null or p_amount <= 0 then
+    perform creditgate_private.invalid('amount', 'must be a positive integer');
+  end if;
+  perform creditgate_private.check_key(p_key);
+  v_hash := md5(jsonb_build_array('spend', p_user_id, p_amount, p_generation_id)::text);
+
+  perform creditgate_private.lock_balance(p_user_id);
+  v_entry := creditgate_private.find_entry(p_key, v_hash);
+  if v_entry.id is not null then
+    return creditgate_private.entry_json(v_entry, true);
+  end if;
+  v_available := creditgate_private.available_credits(p_user_id, p_now);
+  if v_available < p_amount then
+    perform creditgate_private.raise_error(
+      'insufficient_credits',
+      jsonb_build_object('required', p_amount, 'available', v_available)
+    );
+  end if;
+  v_entry := creditgate_private.post_entry(
+    p_user_id, 'spend', p_amount, p_key, v_hash, null, p_generation_id, p_reason, p_metadata
+  );
+  perform creditgate_private.move_lots(v_entry.id, p_user_id, p_amount, p_now);
+  return creditgate_private.entry_json(v_entry, false);
+end
+$$;
+comment on function creditgate_private.spend_credits(uuid, bigint, text, uuid, text, jsonb, timestamptz) is
+'Charges p_amount under key p_key (the charge key), burning lots in order. PT402 if short.';
+
+create or replace function creditgate_private.refund_credits(
+  p_user_id uuid,
+  p_charge_key text,
+  p_amount bigint,
+  p_key text,
+  p_reason text default null,
+  p_metadata jsonb default '{}'
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_hash text;
+  v_entry creditgate.ledger;
+  v_charge creditgate.ledger;
+  v_refunded bigint;
+  v_amount bigint;
+  v_returned bigint;
+begin
+  if p_amount is null or p_amount <= 0 then
+    perform creditgate_private.invalid('amount', 'must be a positive integer');
+  end if;
+  perform creditgate_private.check_key(p_key);
+  perform creditgate_private.check_key(p_charge_key, 'charge_key');
+  v_hash := md5(jsonb_build_array('refund', p_user_id, p_charge_key, p_amount)::text);
+
+  perform creditgate_private.lock_balance(p_user_id);
+  v_entry := creditgate_private.find_entry(p_key, v_hash);
+  if v_entry.id is not null then
+    return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('refunded', v_entry.amount);
+  end if;
+
+  select l.* into v_charge from creditgate.ledger as l where l.idempotency_key = p_charge_key;
+  if v_charge.id is null or v_charge.entry_type <> 'spend' or v_charge.user_id <> p_user_id then
+    perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'charge'));
+  end if;
+  select coalesce(sum(l.amount), 0) into v_refunded
+  from creditgate.ledger as l
+  where l.charge_key = p_charge_key;
+  v_amount := least(p_amount, v_charge.amount - v_refunded);
+  if v_amount <= 0 then
+    -- Nothing left to refund on this charge: no entry, nothing moves.
+    return jsonb_build_object(
+      'entry_id', null, 'entry_type', 'refund', 'amount', 0, 'refunded', 0,
+      'balance', (select b.balance from creditgate.balances as b where b.user_id = p_user_id),
+      'replayed', false
+    );
+  end if;
+
+  v_entry := creditgate_private.post_entry(
+    p_user_id, 'refund', v_amount, p_key, v_hash, p_charge_key, v_charge.generation_id,
+    p_reason, p_metadata
+  );
+  -- Return credits to the lots that paid, last-burned first (the reverse burn order),
+  -- never more to a lot than this charge still holds of it. Expired lots get theirs back
+  -- too; the expiry sweep then expires them, as it would have without the charge.
+  with open_per_lot as (
+    select m.lot_id, -sum(m.amount) as open
+    from creditgate_private.lot_movements as m
+    join creditgate.ledger as e on e.id = m.ledger_id
+    where e.id = v_charge.id or e.charge_key = p_charge_key
+    group by m.lot_id
+    having -sum(m.amount) > 0
+  ),
+  ordered as (
+    select
+      o.lot_id,
+      o.open,
+      sum(o.open) over (
+        order by l.priority desc, l.expires_at desc nulls first, l.category, l.created_at desc, l.id desc
+      ) as running
+    from open_per_lot as o
+    join creditgate.credit_lots as l on l.id = o.lot_id
+  ),
+  given as (
+    select o.lot_id, least(o.open, v_amount - (o.running - o.open)) as n
+    from ordered as o
+    where o.running - o.open < v_amount
+  ),
+  updated as (
+    update creditgate.credit_lots as l
+    set remaining = l.remaining + g.n
+    from given as g
+    where l.id = g.lot_id
+    returning l.id, g.n
+  ),
+  recorded as (
+    insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+    select v_entry.id, u.id, u.n from updated as u
+    returning amount
+  )
+  select coalesce(sum(r.amount), 0) into v_returned from recorded as r;
+  if v_returned <> v_amount then
+    raise exception 'refund % of charge % returned % to lots', v_amount, p_charge_key, v_returned;
+  end if;
+  return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('refunded', v_amount);
+end
+$$;
+comment on function creditgate_private.refund_credits(uuid, text, bigint, text, text, jsonb) is
+'Refunds up to what charge p_charge_key still holds, once per key, back into its lots.';
+
+revoke all on function creditgate_private.require_user() from public, anon, authenticated;
+revoke all on function creditgate_private.require_admin() from public, anon, authenticated;
+revoke all on function creditgate_private.check_key(text, text) from public, anon, authenticated;
+revoke all on function creditgate_private.lock_balance(uuid, boolean) from public, anon, authenticated;
+revoke all on function creditgate_private.find_entry(text, text) from public, anon, authenticated;
+revoke all on function creditgate_private.available_credits(uuid, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.post_entry(uuid, text, bigint, text, text, text, uuid, text, jsonb) from public, anon, authenticated;
+revoke all on function creditgate_private.move_lots(bigint, uuid, bigint, timestamptz, boolean) from public, anon, authenticated;
+revoke all on function creditgate_private.entry_json(creditgate.ledger, boolean) from public, anon, authenticated;
+revoke all on function creditgate_private.grant_credits(uuid, bigint, text, text, text, timestamptz, integer, text, jsonb, text, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.spend_credits(uuid, bigint, text, uuid, text, jsonb, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.refund_credits(uuid, text, bigint, text, text, jsonb) from public, anon, authenticated;

@@ -1,0 +1,564 @@
+"""Storage: LocalStorage behind a real uvicorn server, S3Storage against moto's server mode."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import boto3
+import httpx
+import pytest
+import uvicorn
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from moto.server import ThreadedMotoServer
+from starlette.applications import Starlette
+
+from creditgate import storage as storage_mod
+from creditgate.storage import (
+    LocalStorage,
+    NotFound,
+    S3Storage,
+    Storage,
+    StorageError,
+    validate_key,
+)
+
+T = TypeVar("T")
+SIGNING_SECRET = b"0123456789abcdef0123456789abcdef-media"
+PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(2048)
+
+BAD_KEYS = [
+    "",
+    "/",
+    "/etc/passwd",
+    "media/../secret",
+    "../media/x.png",
+    "media/..",
+    "..",
+    ".",
+    "media/./x.png",
+    "media//x.png",
+    "media/x.png/",
+    "media\\x.png",
+    "media/x\x00.png",
+    "media/x .png",
+    "media/x.png?sig=1",
+    "media/%2e%2e/x",
+    "media/é.png",
+    "media/.hidden",
+    "media/x.png~content-type",
+    "a" * 1025,
+]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def media_key(n: int = 0, ext: str = "png") -> str:
+    return f"media/{uuid.uuid4()}/{n}.{ext}"
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+
+def test_validate_key_accepts_media_keys() -> None:
+    for key in ("media/6f1f2a8e-3c1d-4b8e-9a55-0a3c9c1b7e21/0.png", "a", "A_b-c.d/e.tar.gz"):
+        assert validate_key(key) == key
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_validate_key_rejects(key: str) -> None:
+    with pytest.raises(StorageError):
+        validate_key(key)
+
+
+# --- LocalStorage ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "media-root", "http://media.test", SIGNING_SECRET)
+
+
+def test_local_satisfies_protocol(local: LocalStorage) -> None:
+    assert isinstance(local, Storage)
+
+
+def test_local_put_get_delete_exists(local: LocalStorage) -> None:
+    key = media_key()
+
+    async def go() -> None:
+        assert not await local.exists(key)
+        with pytest.raises(NotFound):
+            await local.get(key)
+        with pytest.raises(KeyError):  # NotFound is also a KeyError
+            await local.get(key)
+        await local.put(key, PNG, "image/png")
+        assert await local.exists(key)
+        assert await local.get(key) == PNG
+        await local.put(key, b"second", "image/webp")  # overwrite
+        assert await local.get(key) == b"second"
+        await local.put(key.replace("0.png", "1.png"), b"", "image/png")  # empty is a file
+        assert await local.get(key.replace("0.png", "1.png")) == b""
+        await local.delete(key)
+        assert not await local.exists(key)
+        await local.delete(key)  # idempotent
+        await local.delete(media_key())  # never existed
+        with pytest.raises(NotFound):
+            await local.get(key)
+        await local.delete(key.replace("0.png", "1.png"))
+
+    run(go())
+    # no temp or side files left, and empty per-generation directories pruned
+    assert list(local.root.rglob("*")) == []
+
+
+def test_local_content_type_stored_beside_file(local: LocalStorage) -> None:
+    key = media_key(ext="webp")
+    run(local.put(key, b"RIFF", "image/webp"))
+    data_path = local.root / key
+    assert data_path.read_bytes() == b"RIFF"
+    assert data_path.with_name("0.webp~content-type").read_text() == "image/webp"
+    for bad in ("", "image", "text/html\r\nX-Evil: 1", "a/b\x00"):
+        with pytest.raises(StorageError):
+            run(local.put(key, b"x", bad))
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_local_rejects_bad_keys_everywhere(local: LocalStorage, key: str) -> None:
+    async def go() -> None:
+        for call in (
+            local.put(key, b"x", "image/png"),
+            local.get(key),
+            local.delete(key),
+            local.exists(key),
+            local.signed_url(key, 60),
+        ):
+            with pytest.raises(StorageError):
+                await call
+
+    run(go())
+    assert not local.verify(key, str(int(time.time()) + 60), "0" * 64)
+
+
+def test_local_symlink_escape_rejected(local: LocalStorage, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"secret")
+    (local.root / "media").mkdir()
+    (local.root / "media" / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StorageError):
+        run(local.get("media/link/secret.png"))
+    with pytest.raises(StorageError):
+        run(local.put("media/link/new.png", b"x", "image/png"))
+    assert not (outside / "new.png").exists()
+
+
+def test_local_write_is_atomic(local: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = media_key()
+    run(local.put(key, b"old", "image/png"))
+
+    def crash(src: Any, dst: Any) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(storage_mod.os, "replace", crash)
+    with pytest.raises(StorageError):
+        run(local.put(key, b"new" * 1000, "image/png"))
+    monkeypatch.undo()
+    assert run(local.get(key)) == b"old"
+    names = sorted(p.name for p in (local.root / key).parent.iterdir())
+    assert names == ["0.png", "0.png~content-type"]  # no temp file left behind
+
+
+def test_local_signature_checks(local: LocalStorage) -> None:
+    key = media_key()
+    now = 1_800_000_000.0
+    query = parse_qs(urlsplit(local.sign(key, 300, now=now)).query)
+    exp, sig = query["exp"][0], query["sig"][0]
+    assert exp == str(int(now) + 300)
+    assert local.verify(key, exp, sig, now=now)
+    assert local.verify(key, exp, sig, now=now + 299)
+    assert not local.verify(key, exp, sig, now=now + 300)  # expired
+    assert not local.verify(media_key(), exp, sig, now=now)  # other key
+    assert not local.verify(key, str(int(exp) + 1), sig, now=now)  # extended expiry
+    assert not local.verify(key, exp, sig.upper(), now=now)
+    assert not local.verify(key, exp, sig[:-1], now=now)
+    assert not local.verify(key, exp, "", now=now)
+    assert not local.verify(key, "", sig, now=now)
+    assert not local.verify(key, f"{exp}.0", sig, now=now)
+    assert not local.verify(key, "-1", sig, now=now)
+    other = LocalStorage(local.root, "http://media.test", b"another-secret-that-is-32-bytes-long")
+    assert not other.verify(key, exp, sig, now=now)
+    with pytest.raises(StorageError):
+        local.sign(key, 0)
+    with pytest.raises(ValueError):
+        LocalStorage(local.root, "http://media.test", b"short")
+
+
+# a real server: uvicorn on 127.0.0.1 in a background thread
+
+
+class ServerThread:
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            app, lifespan="off", log_level="warning", ws="none", http="h11", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, args=([self.sock],), daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStorage]:
+    store = LocalStorage(tmp_path_factory.mktemp("served"), "http://unset", SIGNING_SECRET)
+    with ServerThread(Starlette(routes=[store.route()])) as server:
+        store.public_base_url = server.url
+        yield store
+
+
+def test_signed_url_served_by_real_server(served: LocalStorage) -> None:
+    key, text_key = media_key(), media_key(ext="txt")
+
+    async def go() -> None:
+        await served.put(key, PNG, "image/png")
+        await served.put(text_key, b"<script>alert(1)</script>", "text/html; charset=utf-8")
+        url = await served.signed_url(key, 60)
+        assert url.startswith(f"{served.public_base_url}/media-files/{key}?exp=")
+        async with httpx.AsyncClient() as http:
+            r = await http.get(url)
+            assert r.status_code == 200
+            assert r.content == PNG
+            assert r.headers["content-type"] == "image/png"
+            assert r.headers["x-content-type-options"] == "nosniff"
+            assert r.headers["cache-control"].startswith("private, max-age=")
+            head = await http.head(url)
+            assert head.status_code == 200 and head.content == b""
+            r = await http.get(url, headers={"Range": "bytes=0-7"})
+            assert r.status_code == 206 and r.content == PNG[:8]
+            r = await http.get(await served.signed_url(text_key, 60))
+            assert r.status_code == 200
+            assert "sandbox" in r.headers["content-security-policy"]
+            # a valid signature for an object that is gone
+            await served.delete(key)
+            assert (await http.get(url)).status_code == 404
+
+    run(go())
+
+
+def test_signed_url_rejections(served: LocalStorage) -> None:
+    key, other = media_key(), media_key()
+    base = served.public_base_url
+
+    async def go() -> None:
+        await served.put(key, PNG, "image/png")
+        await served.put(other, b"other", "image/png")
+        url = await served.signed_url(key, 60)
+        parts = urlsplit(url)
+        q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        exp, sig = q["exp"], q["sig"]
+        flipped = ("0" if sig[0] != "0" else "1") + sig[1:]
+        expired = served.sign(key, 60, now=time.time() - 120)
+        forbidden = [
+            expired,
+            f"{base}/media-files/{key}?exp={exp}&sig={flipped}",  # tampered signature
+            f"{base}/media-files/{other}?exp={exp}&sig={sig}",  # tampered key
+            f"{base}/media-files/{key}?exp={int(exp) + 3600}&sig={sig}",  # tampered expiry
+            f"{base}/media-files/{key}",  # no parameters
+            f"{base}/media-files/{key}?exp={exp}",  # no signature
+            f"{base}/media-files/{key}?sig={sig}",  # no expiry
+            f"{base}/media-files/{key}?exp=&sig=",
+            f"{base}/media-files/{key}?exp={exp}&sig={sig}x",
+            f"{base}/media-files/media/%2e%2e/%2e%2e/etc/passwd?exp={exp}&sig={sig}",
+            f"{base}/media-files/media%2F..%2F..%2Fetc%2Fpasswd?exp={exp}&sig={sig}",
+            f"{base}/media-files/%2Fetc%2Fpasswd?exp={exp}&sig={sig}",
+            f"{base}/media-files/media/x%5C..%5Cy?exp={exp}&sig={sig}",
+            f"{base}/media-files/media/x%00.png?exp={exp}&sig={sig}",
+        ]
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(url)).status_code == 200
+            for bad in forbidden:
+                r = await http.get(bad)
+                assert r.status_code == 403, bad
+                assert r.content == b"forbidden"
+
+    run(go())
+
+
+# --- S3Storage against moto's server mode ------------------------------------------------------
+
+REGION = "eu-central-1"
+ROOT_KEY = ("testing", "testing")
+
+
+@dataclass(frozen=True)
+class Moto:
+    endpoint: str
+
+    def client(self, service: str, key: tuple[str, str] = ROOT_KEY) -> Any:
+        return boto3.session.Session().client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=key[0],
+            aws_secret_access_key=key[1],
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+
+    def bucket(self) -> str:
+        return self.bucket_for(ROOT_KEY)
+
+    def bucket_for(self, key: tuple[str, str]) -> str:
+        name = f"media-{uuid.uuid4().hex[:12]}"
+        self.client("s3", key).create_bucket(
+            Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+        return name
+
+    def storage(self, bucket: str, key: tuple[str, str] = ROOT_KEY, **kw: Any) -> S3Storage:
+        return S3Storage(
+            bucket=bucket,
+            endpoint_url=self.endpoint,
+            region=REGION,
+            access_key_id=key[0],
+            secret_access_key=key[1],
+            **kw,
+        )
+
+    def set_auth(self, enforce: bool) -> None:
+        # moto's documented switch (also what @set_initial_no_auth_action_count does in
+        # server mode): after N unauthenticated actions, every request is checked against IAM.
+        body = b"0" if enforce else b"inf"
+        httpx.post(f"{self.endpoint}/moto-api/reset-auth", content=body).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Moto]:
+    werkzeug_log = logging.getLogger("werkzeug")
+    level = werkzeug_log.level
+    werkzeug_log.setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    m = Moto(f"http://{host}:{port}")
+    try:
+        yield m
+    finally:
+        m.set_auth(False)
+        httpx.post(f"{m.endpoint}/moto-api/reset").raise_for_status()
+        server.stop()
+        werkzeug_log.setLevel(level)
+
+
+@pytest.fixture
+def iam_user(moto: Moto) -> Iterator[tuple[str, str]]:
+    """Access key of an IAM user allowed s3:* -- and auth enforcement on while the test runs."""
+    iam = moto.client("iam")
+    name = f"creditgate-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=name)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }
+    iam.put_user_policy(UserName=name, PolicyName="s3", PolicyDocument=json.dumps(policy))
+    ak = iam.create_access_key(UserName=name)["AccessKey"]
+    moto.set_auth(True)
+    try:
+        yield ak["AccessKeyId"], ak["SecretAccessKey"]
+    finally:
+        moto.set_auth(False)
+
+
+def presigned_signature_valid(url: str, key: tuple[str, str], now: dt.datetime) -> bool:
+    """Recompute a SigV4 query signature the way S3 does (botocore's signer), check expiry."""
+    parts = urlsplit(url)
+    pairs = [p for p in parts.query.split("&") if not p.startswith("X-Amz-Signature=")]
+    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    signed_at = dt.datetime.strptime(q["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    if now >= signed_at + dt.timedelta(seconds=int(q["X-Amz-Expires"])):
+        return False
+    scope = q["X-Amz-Credential"].split("/")
+    if scope[0] != key[0]:
+        return False
+    request = AWSRequest(method="GET", url=urlunsplit(parts._replace(query="&".join(pairs))))
+    request.context["timestamp"] = q["X-Amz-Date"]
+    auth = S3SigV4QueryAuth(Credentials(*key), "s3", scope[2], expires=int(q["X-Amz-Expires"]))
+    canonical = auth.canonical_request(request)
+    expected = auth.signature(auth.string_to_sign(request, canonical), request)
+    return bool(expected == q.get("X-Amz-Signature"))
+
+
+def test_s3_put_get_delete_exists(moto: Moto) -> None:
+    bucket = moto.bucket()
+    store = moto.storage(bucket)
+    assert isinstance(store, Storage)
+    key = media_key()
+
+    async def go() -> None:
+        assert not await store.exists(key)
+        with pytest.raises(NotFound):
+            await store.get(key)
+        await store.put(key, PNG, "image/png")
+        assert await store.exists(key)
+        assert await store.get(key) == PNG
+        await store.delete(key)
+        assert not await store.exists(key)
+        await store.delete(key)  # idempotent
+        with pytest.raises(NotFound):
+            await store.get(key)
+        for bad in ("../x", "/abs", "a//b"):
+            with pytest.raises(StorageError):
+                await store.put(bad, b"x", "image/png")
+
+    run(go())
+    store.close()
+
+
+def test_s3_prefix_and_content_type(moto: Moto) -> None:
+    bucket = moto.bucket()
+    store = moto.storage(bucket, prefix="/tenant-a/")
+    key = media_key()
+    run(store.put(key, PNG, "image/png"))
+    head = moto.client("s3").head_object(Bucket=bucket, Key=f"tenant-a/{key}")
+    assert head["ContentType"] == "image/png"
+    assert head["ContentLength"] == len(PNG)
+    assert run(moto.storage(bucket).exists(key)) is False  # unprefixed store doesn't see it
+    with pytest.raises(StorageError):
+        moto.storage(bucket, prefix="../up")
+
+
+def test_s3_presigned_url_downloads(moto: Moto) -> None:
+    bucket = moto.bucket()
+    store = moto.storage(bucket)
+    key = media_key()
+    run(store.put(key, PNG, "image/png"))
+    url = run(store.signed_url(key, 120))
+    parts, q = urlsplit(url), parse_qs(urlsplit(url).query)
+    assert parts.path == f"/{bucket}/{key}"  # path style
+    assert q["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]  # s3v4
+    assert q["X-Amz-Expires"] == ["120"]
+    assert q["X-Amz-Credential"][0].split("/")[2] == REGION
+    r = httpx.get(url)
+    assert r.status_code == 200
+    assert r.content == PNG
+    assert r.headers["content-type"] == "image/png"
+    # the object itself is private
+    assert httpx.get(f"{moto.endpoint}/{bucket}/{key}").status_code == 403
+    with pytest.raises(StorageError):
+        run(store.signed_url(key, 0))
+    with pytest.raises(StorageError):
+        run(store.signed_url(key, 8 * 24 * 3600))
+
+
+def test_s3_virtual_host_style_url() -> None:
+    store = S3Storage(
+        bucket="media-bucket",
+        endpoint_url=None,
+        region="eu-west-2",
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key="secret",
+        path_style=False,
+    )
+    url = run(store.signed_url("media/x/0.png", 60))
+    parts = urlsplit(url)
+    assert parts.netloc == "media-bucket.s3.eu-west-2.amazonaws.com"
+    assert parts.path == "/media/x/0.png"
+    assert "eu-west-2%2Fs3%2Faws4_request" in parts.query
+
+
+def test_s3_presigned_url_signature(moto: Moto) -> None:
+    """Tampered or expired presigned URLs fail SigV4 verification.
+
+    moto 5.2.5 does not check presigned URLs (see the xfail below), so the signature is
+    recomputed here with botocore's signer, as S3 does server-side.
+    """
+    store = moto.storage("media-bucket")
+    key = media_key()
+    url = run(store.signed_url(key, 60))
+    now = dt.datetime.now(dt.UTC)
+    assert presigned_signature_valid(url, ROOT_KEY, now)
+    assert not presigned_signature_valid(url, ROOT_KEY, now + dt.timedelta(seconds=61))
+    assert not presigned_signature_valid(url, ("testing", "other-secret"), now)
+    assert not presigned_signature_valid(url.replace(key, media_key()), ROOT_KEY, now)
+    assert not presigned_signature_valid(url.replace("X-Amz-Expires=60", "X-Amz-Expires=6000"),
+                                         ROOT_KEY, now)
+    sig = parse_qs(urlsplit(url).query)["X-Amz-Signature"][0]
+    flipped = ("0" if sig[0] != "0" else "1") + sig[1:]
+    assert not presigned_signature_valid(url.replace(sig, flipped), ROOT_KEY, now)
+
+
+def test_s3_with_iam_auth_enforced(moto: Moto, iam_user: tuple[str, str]) -> None:
+    bucket = moto.bucket_for(iam_user)
+    key = media_key()
+    store = moto.storage(bucket, iam_user)
+
+    async def go() -> None:
+        await store.put(key, PNG, "image/png")
+        assert await store.exists(key)
+        assert await store.get(key) == PNG
+        for creds in ((iam_user[0], "wrong-secret"), ("AKIAUNKNOWNKEY000000", "x")):
+            bad = moto.storage(bucket, creds, max_attempts=1)
+            with pytest.raises(StorageError) as info:
+                await bad.get(key)
+            assert not isinstance(info.value, NotFound)
+            with pytest.raises(StorageError):
+                await bad.put(key, b"evil", "image/png")
+            with pytest.raises(StorageError):
+                await bad.exists(key)
+        assert await store.get(key) == PNG
+        await store.delete(key)
+        assert not await store.exists(key)
+
+    run(go())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="moto 5.2.5 does not verify presigned URLs: without auth enforcement any signature "
+    "and expiry is accepted; with it, presigned GETs fail with 500 (KeyError 'Authorization')",
+)
+def test_s3_moto_rejects_tampered_and_expired_presigned_urls(
+    moto: Moto, iam_user: tuple[str, str]
+) -> None:
+    bucket = moto.bucket_for(iam_user)
+    key = media_key()
+    store = moto.storage(bucket, iam_user)
+    run(store.put(key, PNG, "image/png"))
+    url = run(store.signed_url(key, 1))
+    sig = parse_qs(urlsplit(url).query)["X-Amz-Signature"][0]
+    assert httpx.get(url).status_code == 200
+    assert httpx.get(url.replace(sig, "0" * len(sig))).status_code == 403
+    time.sleep(2)
+    assert httpx.get(url).status_code == 403
