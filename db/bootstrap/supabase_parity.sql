@@ -35,8 +35,12 @@ begin
 end
 $$;
 
-grant anon, authenticated, service_role to authenticator;
-grant anon, authenticated, service_role, authenticator to creditgate_deployer with admin option;
+do $$
+begin
+  grant anon, authenticated, service_role to authenticator;
+  grant anon, authenticated, service_role, authenticator to creditgate_deployer with admin option;
+end
+$$;
 
 do $$
 begin

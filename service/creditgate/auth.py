@@ -133,7 +133,7 @@ class JWTVerifier:
     ) -> None:
         if not hs256_secret and not jwks_url:
             raise ValueError("configure hs256_secret, jwks_url, or both")
-        if hs256_secret is not None and len(hs256_secret) < _MIN_SECRET_LENGTH:
+        if hs256_secret and len(hs256_secret) < _MIN_SECRET_LENGTH:
             raise ValueError(f"hs256_secret must be at least {_MIN_SECRET_LENGTH} characters")
         if jwks_ttl <= 0 or jwks_min_refresh_interval < 0:
             raise ValueError("jwks_ttl must be > 0 and jwks_min_refresh_interval >= 0")
@@ -220,11 +220,14 @@ class JWTVerifier:
         return Principal(user_id=sub, role=role, claims=claims)
 
     async def _jwks_key(self, kid: str) -> jwt.PyJWK:
+        key = self._cached_key(kid)
+        if key is not None:  # fast path: no lock, so a slow refetch never blocks known keys
+            return key
         async with self._lock:
+            key = self._cached_key(kid)  # another task may have refetched meanwhile
+            if key is not None:
+                return key
             now = self._clock()
-            fresh = self._keys is not None and now - self._fetched_at < self._jwks_ttl
-            if fresh and self._keys is not None and kid in self._keys:
-                return self._keys[kid]
             may_fetch = self._last_attempt is None or now - self._last_attempt >= self._min_refresh
             if may_fetch:
                 self._last_attempt = now
@@ -236,27 +239,34 @@ class JWTVerifier:
                 raise AuthError("unknown_key", kid)
             return key
 
+    def _cached_key(self, kid: str) -> jwt.PyJWK | None:
+        if self._keys is None or self._clock() - self._fetched_at >= self._jwks_ttl:
+            return None
+        return self._keys.get(kid)
+
     async def _refresh(self) -> None:
         assert self._jwks_url is not None
         try:
             response = await self._http.get(self._jwks_url, timeout=_JWKS_FETCH_TIMEOUT)
             response.raise_for_status()
-            document = response.json()
+            keys = _parse_jwks(response.json())
         except (httpx.HTTPError, ValueError) as exc:
             # Keep the previous set (if any); the next attempt waits for the refresh interval.
             log.warning("jwks fetch from %s failed: %s", self._jwks_url, exc)
             return
-        self._keys = _parse_jwks(document)
+        self._keys = keys
         self._fetched_at = self._clock()
 
 
 def _parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
-    """Usable verification keys by kid: asymmetric, ES256/RS256, with a kid, for verifying."""
+    """Usable verification keys by kid: asymmetric, ES256/RS256, with a kid, for verifying.
+
+    Raises ValueError for a document that is not a JWKS at all (the previous set is kept).
+    """
     keys: dict[str, jwt.PyJWK] = {}
     entries = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(entries, list):
-        log.warning("jwks document has no 'keys' list")
-        return keys
+        raise ValueError("not a JWKS document: no 'keys' list")
     for entry in entries:
         if not isinstance(entry, dict):
             continue

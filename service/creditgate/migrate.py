@@ -18,6 +18,7 @@ file, the statement's line and its text.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,7 +38,10 @@ Kind = Literal["versioned", "repeatable"]
 
 
 def project_root() -> Path:
-    """The repository root: the folder holding ``db/``."""
+    """The repository root: the folder holding ``db/`` ($CREDITGATE_PROJECT_ROOT overrides)."""
+    override = os.environ.get("CREDITGATE_PROJECT_ROOT")
+    if override:
+        return Path(override).resolve()
     here = Path(__file__).resolve()
     for parent in here.parents:
         if (parent / "db" / "schema").is_dir():

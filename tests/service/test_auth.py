@@ -42,6 +42,7 @@ class JWKSState:
     keys: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     hits: int = 0
+    document: Any = None  # served instead of {"keys": keys} when set
 
 
 class ServerThread:
@@ -82,7 +83,8 @@ _state = JWKSState()
 
 async def _jwks(request: Request) -> JSONResponse:
     _state.hits += 1
-    return JSONResponse({"keys": _state.keys}, status_code=_state.status)
+    body = _state.document if _state.document is not None else {"keys": _state.keys}
+    return JSONResponse(body, status_code=_state.status)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,7 @@ def jwks_server() -> Iterator[str]:
 
 @pytest.fixture
 def jwks(jwks_server: str) -> Iterator[JWKSState]:
-    _state.keys, _state.status, _state.hits = [], 200, 0
+    _state.keys, _state.status, _state.hits, _state.document = [], 200, 0, None
     yield _state
 
 
@@ -501,6 +503,11 @@ def test_jwks_unavailable(jwks: JWKSState, jwks_server: str, ec_key: SigningKey)
         jwks.status = 500
         await v.verify(ec_key.sign(claims()))
         assert jwks.hits == 3
+        # ... and so is it when the endpoint answers something that is not a JWKS
+        clock.now += 30
+        jwks.status, jwks.document = 200, {"error": "maintenance"}
+        await v.verify(ec_key.sign(claims()))
+        assert jwks.hits == 4
 
     run(go)
 

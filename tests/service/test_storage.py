@@ -28,7 +28,6 @@ from botocore.credentials import Credentials
 from moto.server import ThreadedMotoServer
 from starlette.applications import Starlette
 
-from creditgate import storage as storage_mod
 from creditgate.storage import (
     LocalStorage,
     NotFound,
@@ -177,7 +176,7 @@ def test_local_write_is_atomic(local: LocalStorage, monkeypatch: pytest.MonkeyPa
     def crash(src: Any, dst: Any) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(storage_mod.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)  # the rename step fails
     with pytest.raises(StorageError):
         run(local.put(key, b"new" * 1000, "image/png"))
     monkeypatch.undo()

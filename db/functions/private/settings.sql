@@ -1,8 +1,10 @@
 -- creditgate_private.setting_defaults() -> table (key, value, description)
 -- creditgate_private.setting(p_key) -> jsonb
+-- creditgate_private.setting_problem(p_key, p_value) -> text   null when p_value is acceptable
 --
 -- Settings live in creditgate_private.settings; a key absent there takes its default
--- here. Only keys listed here exist: admin_set_setting refuses anything else.
+-- here. Only keys listed here exist: admin_set_setting refuses anything else, and refuses a
+-- value that setting_problem() objects to (the audit's settings check uses it too).
 
 create or replace function creditgate_private.setting_defaults()
 returns table (key text, value jsonb, description text)
@@ -13,7 +15,16 @@ as $$
   values
     ('maintenance_mode', 'false'::jsonb, 'true switches off new generations (PT503 maintenance)'),
     ('signup_bonus', '1000'::jsonb, 'credits granted to each new user (0 = none)'),
-    ('signup_bonus_expires_days', 'null'::jsonb, 'days until the signup bonus expires (null = never)')
+    ('signup_bonus_expires_days', 'null'::jsonb, 'days until the signup bonus expires (null = never)'),
+    ('plan_daily_caps', '{"free": 20000, "pro": 500000}'::jsonb,
+     'credits a user may be charged per UTC day, by balances.plan (net of refunds); '
+     'a plan missing here, or mapped to null, is uncapped; 0 blocks the plan'),
+    ('media_ttl_hours', '24'::jsonb, 'hours until unsaved media expire and are purged'),
+    ('max_prompt_length', '10000'::jsonb,
+     'app-wide ceiling on prompt (and chat conversation) characters; each model has its own, lower limit'),
+    ('max_attempts', '3'::jsonb, 'provider attempts per generation before it fails and is refunded'),
+    ('lease_seconds', '120'::jsonb, 'default worker lease on a claimed generation'),
+    ('max_lease_seconds', '3600'::jsonb, 'longest lease a worker may ask for')
 $$;
 comment on function creditgate_private.setting_defaults() is
 'Every known setting with its default and meaning.';
@@ -32,5 +43,96 @@ $$;
 comment on function creditgate_private.setting(text) is
 'Current value of a setting, falling back to its default.';
 
+create or replace function creditgate_private.setting_problem(p_key text, p_value jsonb)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_type text := jsonb_typeof(p_value);
+  v_plan text;
+  v_cap jsonb;
+begin
+  if p_value is null then
+    return 'required';
+  end if;
+  case p_key
+    when 'maintenance_mode' then
+      if v_type <> 'boolean' then
+        return 'must be true or false';
+      end if;
+    when 'signup_bonus' then
+      if not creditgate_private.json_is_int(p_value, 0, 1000000000) then
+        return 'must be an integer between 0 and 1000000000';
+      end if;
+    when 'signup_bonus_expires_days' then
+      if v_type <> 'null' and not creditgate_private.json_is_int(p_value, 1, 3650) then
+        return 'must be null or an integer between 1 and 3650';
+      end if;
+    when 'plan_daily_caps' then
+      if v_type <> 'object' then
+        return 'must be an object mapping plan names to a credit cap (integer >= 0) or null';
+      end if;
+      for v_plan, v_cap in select e.key, e.value from jsonb_each(p_value) as e loop
+        if v_plan !~ '^[a-z][a-z0-9_]{0,31}$' then
+          return 'plan names are lower-case identifiers (as balances.plan)';
+        end if;
+        if jsonb_typeof(v_cap) <> 'null'
+           and not creditgate_private.json_is_int(v_cap, 0, 1000000000000000) then
+          return 'caps must be null or an integer between 0 and 1000000000000000';
+        end if;
+      end loop;
+    when 'media_ttl_hours' then
+      if not creditgate_private.json_is_int(p_value, 1, 8760) then
+        return 'must be an integer between 1 and 8760';
+      end if;
+    when 'max_prompt_length' then
+      if not creditgate_private.json_is_int(p_value, 1, 100000) then
+        return 'must be an integer between 1 and 100000';
+      end if;
+    when 'max_attempts' then
+      if not creditgate_private.json_is_int(p_value, 1, 10) then
+        return 'must be an integer between 1 and 10';
+      end if;
+    when 'lease_seconds' then
+      if not creditgate_private.json_is_int(p_value, 5, 86400) then
+        return 'must be an integer between 5 and 86400';
+      end if;
+    when 'max_lease_seconds' then
+      if not creditgate_private.json_is_int(p_value, 5, 86400) then
+        return 'must be an integer between 5 and 86400';
+      end if;
+    else
+      return 'unknown setting';
+  end case;
+  return null;
+end
+$$;
+comment on function creditgate_private.setting_problem(text, jsonb) is
+'Why a value is unacceptable for a setting (null if it is fine): one place for types and ranges.';
+
+-- A JSON number that is a whole number within [p_min, p_max].
+create or replace function creditgate_private.json_is_int(p_value jsonb, p_min numeric, p_max numeric)
+returns boolean
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_number numeric;
+begin
+  if p_value is null or jsonb_typeof(p_value) <> 'number' then
+    return false;
+  end if;
+  v_number := (p_value #>> '{}')::numeric;
+  return v_number = trunc(v_number) and v_number between p_min and p_max;
+end
+$$;
+comment on function creditgate_private.json_is_int(jsonb, numeric, numeric) is
+'Whether a JSON value is a whole number within a range (1e3 and 512.0 count; "5" does not).';
+
 revoke all on function creditgate_private.setting_defaults() from public, anon, authenticated;
 revoke all on function creditgate_private.setting(text) from public, anon, authenticated;
+revoke all on function creditgate_private.setting_problem(text, jsonb) from public, anon, authenticated;
+revoke all on function creditgate_private.json_is_int(jsonb, numeric, numeric) from public, anon, authenticated;

@@ -157,6 +157,9 @@ class ProviderGateway:
                 error = exc
             except TimeoutError:
                 error = ProviderError("timeout", f"no result within {timeout:g}s")
+            except (ValueError, TypeError) as exc:  # malformed params reaching an adapter
+                logger.warning("invalid job for provider", exc_info=True)
+                error = ProviderError("bad_request", f"invalid job parameters ({exc})")
             latency_ms = int((time.monotonic() - started) * 1000)
             attempts.append(
                 Attempt(job.provider, call.last_status, latency_ms, error.code if error else None)
