@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests import dbutil
 
 PLAN_RE = re.compile(r"^1\.\.(\d+)$")
@@ -43,7 +42,19 @@ class PgTapFailure(Exception):
 
 def run_pgtap(path: Path, db: dbutil.TestDatabase) -> tuple[int, str]:
     proc = subprocess.run(
-        ["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", db.owner_url, "-f", str(path)],
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db.owner_url,
+            "-f",
+            str(path),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

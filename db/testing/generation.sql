@@ -18,6 +18,11 @@
 --   A succeeded img-test generation owned by p_user_id (charged through the real primitive,
 --   so the audit stays clean) with one media row; returns the media id. For edit tests
 --   (init_media_id) and save/delete tests.
+--
+-- tests.error_of(p_sql) -> text
+--   Runs p_sql as the current role and describes how it failed:
+--   '<SQLSTATE> <message> <DETAIL.field>' (field left out when DETAIL has none), or 'ok'.
+--   is(tests.error_of($$...$$), 'PT400 invalid_request width') checks code, message and field.
 
 create schema if not exists tests;
 grant usage on schema tests to anon, authenticated, service_role;
@@ -123,6 +128,47 @@ begin
     now() + interval '24 hours'
   );
   return v_media_id;
+end
+$$;
+
+create or replace function tests.error_of(p_sql text) returns text
+language plpgsql
+as $$
+declare
+  v_state text;
+  v_message text;
+  v_detail text;
+  v_field text;
+begin
+  execute p_sql;
+  return 'ok';
+exception when others then
+  get stacked diagnostics v_state = returned_sqlstate, v_message = message_text, v_detail = pg_exception_detail;
+  begin
+    v_field := v_detail::jsonb ->> 'field';
+  exception when others then
+    v_field := null;
+  end;
+  return v_state || ' ' || v_message || coalesce(' ' || v_field, '');
+end
+$$;
+
+-- DETAIL of the error p_sql raises, as jsonb (null if it succeeds or DETAIL is not JSON).
+create or replace function tests.error_detail(p_sql text) returns jsonb
+language plpgsql
+as $$
+declare
+  v_detail text;
+begin
+  execute p_sql;
+  return null;
+exception when others then
+  get stacked diagnostics v_detail = pg_exception_detail;
+  begin
+    return v_detail::jsonb;
+  exception when others then
+    return null;
+  end;
 end
 $$;
 

@@ -102,7 +102,9 @@ class Settings:
     stripe_tolerance: int = field(default_factory=lambda: _int("STRIPE_WEBHOOK_TOLERANCE", 300))
 
     # Workers.
-    worker_concurrency: int = field(default_factory=lambda: _int("CREDITGATE_WORKER_CONCURRENCY", 2))
+    worker_concurrency: int = field(
+        default_factory=lambda: _int("CREDITGATE_WORKER_CONCURRENCY", 2)
+    )
     lease_seconds: int = field(default_factory=lambda: _int("CREDITGATE_LEASE_SECONDS", 120))
     heartbeat_seconds: float = field(
         default_factory=lambda: _float("CREDITGATE_HEARTBEAT_SECONDS", 20.0)
@@ -110,7 +112,9 @@ class Settings:
     idle_poll_seconds: float = field(
         default_factory=lambda: _float("CREDITGATE_IDLE_POLL_SECONDS", 30.0)
     )
-    wait_max_seconds: float = field(default_factory=lambda: _float("CREDITGATE_WAIT_MAX_SECONDS", 60.0))
+    wait_max_seconds: float = field(
+        default_factory=lambda: _float("CREDITGATE_WAIT_MAX_SECONDS", 60.0)
+    )
 
     log_level: str = field(default_factory=lambda: _env("CREDITGATE_LOG_LEVEL", "info"))
 

@@ -130,5 +130,5 @@ class Database:
             async with self.pool.connection(timeout=2.0) as conn:
                 await conn.execute("select 1")
             return True
-        except Exception:  # noqa: BLE001 - readiness reports any failure as "not ready"
+        except Exception:
             return False

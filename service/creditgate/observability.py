@@ -11,8 +11,8 @@ objects instead of creating new ones (a name can be registered only once per reg
 * ``HTTP_REQUESTS`` / ``HTTP_LATENCY`` -- labels ``method``, ``route`` (the route template,
   never the raw path, so ids do not explode cardinality), ``status``.
 * ``GENERATIONS_CREATED`` -- labels ``model``, ``status``: new (non-replayed) generations.
-* ``GENERATION_REJECTIONS`` -- labels ``model``, ``code``: requests refused by SQL
-  (``insufficient_credits``, ``rate_limited``...).
+* ``GENERATION_REJECTIONS`` -- label ``code``: requests refused by SQL
+  (``insufficient_credits``, ``rate_limited``...); no model label, as the id is client input.
 * ``PROVIDER_LATENCY`` -- histogram, labels ``provider``, ``kind``, ``outcome``
   (``succeeded``/``failed``), seconds per provider attempt.
 * ``PROVIDER_ERRORS`` -- labels ``provider``, ``code`` (normalized provider error code).
@@ -86,7 +86,7 @@ GENERATIONS_CREATED = Counter(
 GENERATION_REJECTIONS = Counter(
     "creditgate_generation_rejections_total",
     "Generation requests refused by the database, by error code.",
-    ["model", "code"],
+    ["code"],
     registry=REGISTRY,
 )
 PROVIDER_LATENCY = Histogram(

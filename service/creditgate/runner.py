@@ -67,7 +67,7 @@ _VOCAB = (
 M = TypeVar("M", bound=BaseModel)
 
 
-# --- request models -------------------------------------------------------------------------
+# --- request models --------------------------------------------------------------------------
 
 
 class _Model(BaseModel):
@@ -142,7 +142,7 @@ class ChatRequest(_Model):
     stream: Literal[False] = False
 
 
-# --- deterministic rendering ----------------------------------------------------------------
+# --- deterministic rendering -----------------------------------------------------------------
 
 
 def _digest(*parts: Any) -> bytes:
@@ -346,7 +346,7 @@ def chat_completion(req: ChatRequest) -> dict[str, Any]:
     }
 
 
-# --- HTTP layer -----------------------------------------------------------------------------
+# --- HTTP layer ------------------------------------------------------------------------------
 
 
 class RunnerSecretMiddleware:
@@ -393,12 +393,12 @@ async def _body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise HTTPException(413, "request body too large")
-    body = b""
+    body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
             raise HTTPException(413, "request body too large")
-    return body
+    return bytes(body)
 
 
 def _parse(body: bytes, model: type[M]) -> M:
@@ -476,7 +476,7 @@ def create_app(secret: str) -> Starlette:
     )
 
 
-# --- process --------------------------------------------------------------------------------
+# --- process ---------------------------------------------------------------------------------
 
 
 def is_loopback(host: str) -> bool:

@@ -21,7 +21,9 @@ from pathlib import Path
 from creditgate.migrate import MigrationError, MigrationFile, discover
 
 HEADER = "-- creditgate generated migration; do not edit. source: {source} sha256: {checksum}\n"
-HEADER_RE = re.compile(r"^-- creditgate generated migration; do not edit\. source: (\S+) sha256: (\w+)")
+HEADER_RE = re.compile(
+    r"^-- creditgate generated migration; do not edit\. source: (\S+) sha256: (\w+)"
+)
 REPEATABLES = "repeatables"
 FIRST_VERSION = 20260101000001
 

@@ -62,8 +62,8 @@ def wants_video(model: str, body: Any = None) -> bool:
     if any(tag in model.lower() for tag in ("video", "t2v", "i2v")):
         return True
     if isinstance(body, dict):
-        params = body.get("parameters") if isinstance(body.get("parameters"), dict) else body
-        return "duration" in params
+        params = body.get("parameters")
+        return "duration" in (params if isinstance(params, dict) else body)
     return False
 
 
@@ -120,7 +120,7 @@ class FakeProvider:
         self._server: LiveServer | None = None
         self.app = Starlette(routes=self.routes())
 
-    # --- lifecycle ---------------------------------------------------------------------
+    # --- lifecycle ---------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
         raise NotImplementedError
@@ -142,7 +142,7 @@ class FakeProvider:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # --- inspection --------------------------------------------------------------------
+    # --- inspection --------------------------------------------------------------------------
 
     @property
     def gated_requests(self) -> list[Recorded]:
@@ -152,7 +152,7 @@ class FakeProvider:
         """The API key of each gated request, in order."""
         return [self._key(r.headers) for r in self.gated_requests]
 
-    # --- helpers for subclasses --------------------------------------------------------
+    # --- helpers for subclasses --------------------------------------------------------------
 
     def _key(self, headers: dict[str, str]) -> str | None:
         value = headers.get(self.auth_header)

@@ -25,7 +25,7 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn in a daemon thread: `with LiveServer(app) as url: ...` or start()/stop()."""
 
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", graceful: float = 1.0) -> None:
+    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", graceful: int = 1) -> None:
         self.app = app
         self.host = host
         self.url = ""

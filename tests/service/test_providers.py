@@ -40,6 +40,7 @@ from tests.fakes import (
 )
 
 T = TypeVar("T")
+F = TypeVar("F", bound=FakeProvider)
 SECRET = "runner-secret-0123456789"
 KEY_A = "key-aaaaaaaaaaaaaaaa"
 KEY_B = "key-bbbbbbbbbbbbbbbb"
@@ -100,7 +101,7 @@ def started() -> Iterator[list[FakeProvider]]:
         fake.stop()
 
 
-def start(started: list[FakeProvider], fake: FakeProvider) -> FakeProvider:
+def start(started: list[FakeProvider], fake: F) -> F:
     fake.start()
     started.append(fake)
     return fake
@@ -188,7 +189,7 @@ def assert_output(case: Case, fake: FakeProvider, result: ProviderResult) -> Non
         assert result.text is None
 
 
-# --- behaviour shared by every adapter ---------------------------------------------------------
+# --- behaviour shared by every adapter -------------------------------------------------------
 
 
 def test_success(case: Case, started: list[FakeProvider]) -> None:
@@ -343,7 +344,7 @@ def test_local_runner_secret_is_checked(started: list[FakeProvider]) -> None:
     assert fake.gated_requests[0].headers["x-runner-secret"] == "not-the-runner-secret"
 
 
-# --- local (AUTOMATIC1111 + AnimateDiff + chat) ------------------------------------------------
+# --- local (AUTOMATIC1111 + AnimateDiff + chat) ----------------------------------------------
 
 
 def test_local_txt2img_request_shape(started: list[FakeProvider]) -> None:
@@ -403,7 +404,7 @@ def test_local_chat(started: list[FakeProvider]) -> None:
     assert result.usage == FAKE_USAGE
 
 
-# --- openai-compatible -------------------------------------------------------------------------
+# --- openai-compatible -----------------------------------------------------------------------
 
 
 def test_openai_request_shape(started: list[FakeProvider]) -> None:
@@ -428,7 +429,7 @@ def test_openai_does_not_do_images() -> None:
     assert err.attempts == []
 
 
-# --- huggingface -------------------------------------------------------------------------------
+# --- huggingface -----------------------------------------------------------------------------
 
 
 def test_huggingface_request_shape(started: list[FakeProvider]) -> None:
@@ -536,7 +537,7 @@ def test_fal_slow_download_times_out(started: list[FakeProvider]) -> None:
     assert err.code == "timeout"
 
 
-# --- wavespeed ---------------------------------------------------------------------------------
+# --- wavespeed -------------------------------------------------------------------------------
 
 
 def test_wavespeed_polls_and_downloads(started: list[FakeProvider]) -> None:
@@ -571,7 +572,7 @@ def test_wavespeed_video(started: list[FakeProvider]) -> None:
     assert fake.gated_requests[0].json()["duration"] == 5
 
 
-# --- gradio ------------------------------------------------------------------------------------
+# --- gradio ----------------------------------------------------------------------------------
 
 
 def test_gradio_inputs_option_builds_the_data_list(started: list[FakeProvider]) -> None:
@@ -594,7 +595,7 @@ def test_gradio_gallery_and_video_outputs(started: list[FakeProvider]) -> None:
 
 def test_gradio_edit_uploads_the_input_image(started: list[FakeProvider]) -> None:
     case = CASES["gradio"]
-    fake = start(started, fake_for(case))
+    fake = start(started, FakeGradio(keys=[KEY_A]))
     run_one(case, fake, kind="edit", init_image=INIT_IMAGE)
     assert fake.requests[0].path == "/gradio_api/upload"
     (path,) = fake.uploads
@@ -621,7 +622,7 @@ def test_gradio_error_event_is_provider_failed(started: list[FakeProvider]) -> N
     assert len(err.attempts) == 1
 
 
-# --- gateway configuration -----------------------------------------------------------------------
+# --- gateway configuration -------------------------------------------------------------------
 
 
 def test_unknown_provider_and_missing_keys_are_not_configured() -> None:

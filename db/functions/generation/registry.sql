@@ -48,7 +48,7 @@ declare
   v_key text;
   v_id text;
   v_weight numeric;
-  v_seen text[] := '{}';
+  v_seen text[] := '{}'::text[];
 begin
   if p_loras is null or jsonb_typeof(p_loras) <> 'array' then
     perform creditgate_private.invalid('loras', 'must be an array of {id, weight}');

@@ -4,15 +4,31 @@
 
 create or replace function creditgate_private.daily_usage(p_user_id uuid, p_plan text)
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  -- Replaced by the generation lifecycle with real usage and plan caps.
-  select jsonb_build_object('used', 0, 'cap', null);
+declare
+  -- The current UTC day; caps reset at UTC midnight.
+  v_day_start timestamptz := date_trunc('day', now() at time zone 'UTC') at time zone 'UTC';
+  v_cap jsonb := creditgate_private.setting('plan_daily_caps') -> coalesce(p_plan, 'free');
+  v_used bigint;
+begin
+  -- Net of refunds: failed and canceled generations were refunded in full, succeeded ones
+  -- cost their actual_cost; queued and running ones hold their full price until settled.
+  select coalesce(sum(coalesce(g.actual_cost, g.cost)), 0)::bigint into v_used
+  from creditgate.generations as g
+  where g.user_id = p_user_id
+    and g.created_at >= v_day_start
+    and g.status not in ('failed', 'canceled');
+  return jsonb_build_object(
+    'used', v_used,
+    'cap', case when jsonb_typeof(v_cap) = 'number' then v_cap else 'null'::jsonb end
+  );
+end
 $$;
 comment on function creditgate_private.daily_usage(uuid, text) is
-'Credits the user spent today and their plan''s daily cap.';
+'Credits the user was charged today (UTC, net of refunds) and their plan''s cap (null = uncapped).';
 revoke all on function creditgate_private.daily_usage(uuid, text) from public, anon, authenticated;
 
 create or replace function creditgate.get_balance()

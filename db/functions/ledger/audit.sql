@@ -128,6 +128,90 @@ begin
   select 'settings_known_and_typed'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over () as rn from bad) as b;
+
+  -- Generations in scope: created, changed or refunded since p_since (null = all).
+  -- Invariant 2: each generation has exactly one spend, keyed by its charge key, for its
+  -- cost, from its owner (and no other spend names it).
+  return query
+  with gens as (
+    select g.* from creditgate.generations as g
+    where p_since is null or g.updated_at >= p_since or exists (
+      select 1 from creditgate.ledger as x where x.generation_id = g.id and x.created_at >= p_since
+    )
+  ),
+  bad as (
+    select g.id as generation_id, g.cost, g.charge_key, s.entry_type, s.amount, s.user_id,
+      (select count(*) from creditgate.ledger as o
+        where o.entry_type = 'spend' and o.generation_id = g.id
+          and o.idempotency_key <> g.charge_key) as other_spends
+    from gens as g
+    left join creditgate.ledger as s on s.idempotency_key = g.charge_key
+    where s.id is null
+       or s.entry_type <> 'spend'
+       or s.amount <> g.cost
+       or s.user_id <> g.user_id
+       or exists (
+         select 1 from creditgate.ledger as o
+         where o.entry_type = 'spend' and o.generation_id = g.id and o.idempotency_key <> g.charge_key
+       )
+  )
+  select 'generation_charged_once'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.generation_id) as rn from bad) as b;
+
+  -- Invariant 3: refunds follow the outcome. Never more than the charge; failed and
+  -- canceled refunded in full by exactly one entry; succeeded refunded cost - actual_cost
+  -- (by at most one entry); queued and running not refunded at all.
+  return query
+  with gens as (
+    select g.* from creditgate.generations as g
+    where p_since is null or g.updated_at >= p_since or exists (
+      select 1 from creditgate.ledger as x where x.generation_id = g.id and x.created_at >= p_since
+    )
+  ),
+  refunds as (
+    select g.id as generation_id, g.status, g.cost, g.actual_cost,
+      coalesce(sum(r.amount), 0) as refunded, count(r.id) as entries
+    from gens as g
+    left join creditgate.ledger as r on r.charge_key = g.charge_key and r.entry_type = 'refund'
+    group by g.id, g.status, g.cost, g.actual_cost
+  ),
+  bad as (
+    select f.* from refunds as f
+    where f.refunded > f.cost
+       or (f.status in ('failed', 'canceled') and (f.refunded <> f.cost or f.entries <> 1))
+       or (f.status = 'succeeded' and (
+         f.actual_cost is null or f.refunded <> f.cost - f.actual_cost or f.entries > 1
+       ))
+       or (f.status in ('queued', 'running') and f.entries > 0)
+  )
+  select 'generation_refunds_match_outcome'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.generation_id) as rn from bad) as b;
+
+  -- Ops: running jobs whose lease ran out over 10 minutes ago (is the reaper running?).
+  return query
+  with bad as (
+    select g.id as generation_id, g.lease_owner, g.lease_expires_at, g.attempts
+    from creditgate.generations as g
+    where g.status = 'running' and g.lease_expires_at < now() - interval '10 minutes'
+  )
+  select 'stuck_leases'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.lease_expires_at) as rn from bad) as b;
+
+  -- Media belong to an existing generation of the same user.
+  return query
+  with bad as (
+    select m.id as media_id, m.user_id, m.generation_id, g.user_id as generation_user_id
+    from creditgate.media as m
+    left join creditgate.generations as g on g.id = m.generation_id
+    where (p_since is null or m.created_at >= p_since)
+      and (g.id is null or g.user_id <> m.user_id)
+  )
+  select 'media_owned_like_generation'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.media_id) as rn from bad) as b;
 end
 $$;
 comment on function creditgate_private.audit_checks(timestamptz) is

@@ -151,7 +151,7 @@ class Adapter(Protocol):
         ...
 
 
-# --- helpers shared by adapters -------------------------------------------------------------
+# --- helpers shared by adapters --------------------------------------------------------------
 
 
 def sniff_content_type(data: bytes) -> str | None:

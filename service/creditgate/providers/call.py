@@ -101,7 +101,7 @@ class Call:
         self._deadline = deadline
         self._origin = _origin(self.endpoint)
 
-    # --- building blocks ---------------------------------------------------------------
+    # --- building blocks ---------------------------------------------------------------------
 
     def url(self, path: str) -> str:
         return f"{self.endpoint}/{path.lstrip('/')}"
@@ -158,7 +158,7 @@ class Call:
         except httpx.InvalidURL as exc:
             raise self.error("provider_failed", f"{where}: invalid URL") from exc
 
-    # --- requests ----------------------------------------------------------------------
+    # --- requests ----------------------------------------------------------------------------
 
     async def send(
         self,
@@ -232,7 +232,7 @@ class Call:
                 self._raise_for(method, url, resp)
             yield resp
 
-    # --- outputs -----------------------------------------------------------------------
+    # --- outputs -----------------------------------------------------------------------------
 
     def decode_base64(self, value: Any, declared: str | None = None) -> MediaBlob:
         """A base64 string (optionally a data: URI) as a MediaBlob."""

@@ -106,7 +106,7 @@ class ProviderGateway:
             sorted({k for ks in self._keys.values() for k in ks} | {self._runner_secret or ""})
         )
 
-    # --- public ------------------------------------------------------------------------
+    # --- public ------------------------------------------------------------------------------
 
     async def run(self, job: ProviderJob) -> ProviderResult:
         """Run one job; raise ProviderError (carrying every attempt) on final failure."""
@@ -190,7 +190,7 @@ class ProviderGateway:
             await asyncio.sleep(self._backoff(number, error.retry_after))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # --- internals ---------------------------------------------------------------------
+    # --- internals ---------------------------------------------------------------------------
 
     def _key_list(self, job: ProviderJob) -> tuple[str | None, tuple[str, ...]]:
         ref = job.options.get("api_key_ref")

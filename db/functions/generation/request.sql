@@ -1,0 +1,210 @@
+-- creditgate.request_generation(model_id text, params jsonb, idempotency_key text) -> jsonb
+--   authenticated. {generation_id, status, cost, balance, replayed}
+--   One transaction: validate, price, rate limits, daily cap, charge, create the queued
+--   generation, notify workers ('creditgate_generations', payload = generation id).
+--   Errors: PT401 not_authenticated, PT400 invalid_request, PT503 maintenance,
+--   PT404 not_found (model), PT503 model_unavailable, PT409 idempotency_key_reused,
+--   PT429 rate_limited {scope, retry_after_seconds}, PT429 daily_cap_reached
+--   {cap, used, resets_at}, PT402 insufficient_credits {required, available}.
+--
+-- creditgate_private.client_ip() -> inet
+--   First x-forwarded-for entry, else x-real-ip, else cf-connecting-ip, from the
+--   request.headers PostgREST sets; null when absent or not an address.
+-- creditgate_private.take_rate_limits(p_user_id, p_ip, p_kind, p_now) -> void   PT429
+--   Counts this request against every enabled rule (fixed windows aligned to the epoch).
+--   A rule already at its limit is not incremented, and the PT429 rolls back the others,
+--   so a rejected request consumes nothing.
+
+create or replace function creditgate_private.client_ip()
+returns inet
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_raw text := nullif(current_setting('request.headers', true), '');
+  v_headers jsonb;
+  v_ip text;
+begin
+  if v_raw is null then
+    return null;
+  end if;
+  begin
+    v_headers := v_raw::jsonb;
+  exception when others then
+    return null;
+  end;
+  if jsonb_typeof(v_headers) <> 'object' then
+    return null;
+  end if;
+  v_ip := btrim(split_part(
+    coalesce(v_headers ->> 'x-forwarded-for', v_headers ->> 'x-real-ip', v_headers ->> 'cf-connecting-ip'),
+    ',', 1
+  ));
+  if v_ip is null or v_ip = '' or length(v_ip) > 64 or v_ip !~ '^[0-9A-Fa-f.:]+$' then
+    return null;
+  end if;
+  begin
+    return host(v_ip::inet)::inet;
+  exception when others then
+    return null;
+  end;
+end
+$$;
+comment on function creditgate_private.client_ip() is
+'The client address PostgREST saw (first x-forwarded-for entry, x-real-ip, cf-connecting-ip), or null.';
+
+create or replace function creditgate_private.take_rate_limits(
+  p_user_id uuid,
+  p_ip inet,
+  p_kind text,
+  p_now timestamptz default now()
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_rule creditgate_private.rate_limit_rules;
+  v_subject text;
+  v_window_start timestamptz;
+  v_count integer;
+begin
+  -- Rules in id order: every transaction takes counter rows in the same order.
+  for v_rule in
+    select r.* from creditgate_private.rate_limit_rules as r
+    where r.enabled and (r.kind is null or r.kind = p_kind)
+    order by r.id
+  loop
+    v_subject := case v_rule.scope when 'user' then p_user_id::text else host(p_ip) end;
+    continue when v_subject is null;
+    v_window_start := to_timestamp(
+      floor(extract(epoch from p_now) / v_rule.window_seconds) * v_rule.window_seconds
+    );
+    v_count := null;
+    insert into creditgate_private.rate_limit_counters as c (rule_id, subject, window_start, count)
+    values (v_rule.id, v_subject, v_window_start, 1)
+    on conflict (rule_id, subject, window_start) do update
+      set count = c.count + 1
+      where c.count < v_rule.max_requests
+    returning c.count into v_count;
+    if v_count is null then
+      perform creditgate_private.raise_error('rate_limited', jsonb_build_object(
+        'scope', v_rule.scope,
+        'retry_after_seconds', greatest(1, ceil(extract(epoch from
+          v_window_start + make_interval(secs => v_rule.window_seconds) - p_now)))::integer
+      ));
+    end if;
+    if v_count = 1 then
+      -- First request of a new window: older windows of this subject are spent.
+      delete from creditgate_private.rate_limit_counters as c
+      where c.rule_id = v_rule.id and c.subject = v_subject and c.window_start < v_window_start;
+    end if;
+  end loop;
+end
+$$;
+comment on function creditgate_private.take_rate_limits(uuid, inet, text, timestamptz) is
+'Counts a request against every matching rule atomically; PT429 (nothing consumed) at the limit.';
+
+create or replace function creditgate.request_generation(
+  model_id text,
+  params jsonb,
+  idempotency_key text
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_user_id uuid := creditgate_private.require_user();
+  v_model creditgate.models;
+  v_params jsonb;
+  v_price jsonb;
+  v_cost bigint;
+  v_hash text;
+  v_existing creditgate.generations;
+  v_plan text;
+  v_daily jsonb;
+  v_ip inet;
+  v_generation_id uuid;
+  v_spend jsonb;
+  v_now timestamptz := now();
+begin
+  perform creditgate_private.check_key(request_generation.idempotency_key);
+  if creditgate_private.setting('maintenance_mode') = 'true'::jsonb then
+    perform creditgate_private.raise_error('maintenance');
+  end if;
+  v_model := creditgate_private.find_model(request_generation.model_id);
+  v_params := creditgate_private.validate_params(v_model, request_generation.params, v_user_id);
+  v_price := creditgate_private.price_params(v_model, v_params);
+  v_cost := (v_price ->> 'cost')::bigint;
+  v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
+
+  -- The per-user mutex: concurrent calls with one key queue here, and the first one's
+  -- generation is visible to the rest once it commits.
+  perform creditgate_private.lock_balance(v_user_id);
+
+  select g.* into v_existing
+  from creditgate.generations as g
+  where g.user_id = v_user_id and g.idempotency_key = request_generation.idempotency_key;
+  if v_existing.id is not null then
+    if v_existing.request_hash <> v_hash then
+      perform creditgate_private.raise_error(
+        'idempotency_key_reused',
+        jsonb_build_object('idempotency_key', request_generation.idempotency_key)
+      );
+    end if;
+    -- The original answer: the status it was created with and the balance its charge left.
+    return jsonb_build_object(
+      'generation_id', v_existing.id,
+      'status', 'queued',
+      'cost', v_existing.cost,
+      'balance', (select l.balance_after from creditgate.ledger as l
+                  where l.idempotency_key = v_existing.charge_key),
+      'replayed', true
+    );
+  end if;
+
+  v_ip := creditgate_private.client_ip();
+  perform creditgate_private.take_rate_limits(v_user_id, v_ip, v_model.kind, v_now);
+
+  select b.plan into v_plan from creditgate.balances as b where b.user_id = v_user_id;
+  v_daily := creditgate_private.daily_usage(v_user_id, v_plan);
+  if jsonb_typeof(v_daily -> 'cap') = 'number'
+     and (v_daily ->> 'used')::bigint + v_cost > (v_daily ->> 'cap')::bigint then
+    perform creditgate_private.raise_error('daily_cap_reached', jsonb_build_object(
+      'cap', v_daily -> 'cap',
+      'used', v_daily -> 'used',
+      'resets_at', date_trunc('day', v_now at time zone 'UTC') at time zone 'UTC' + interval '1 day'
+    ));
+  end if;
+
+  v_generation_id := gen_random_uuid();
+  v_spend := creditgate_private.spend_credits(
+    v_user_id, v_cost, 'charge:' || v_generation_id, v_generation_id, 'generation',
+    jsonb_build_object('model_id', v_model.id, 'kind', v_model.kind), v_now
+  );
+  insert into creditgate.generations (
+    id, user_id, model_id, kind, status, params, cost, idempotency_key, request_hash,
+    charge_key, max_attempts, client_ip
+  ) values (
+    v_generation_id, v_user_id, v_model.id, v_model.kind, 'queued', v_params, v_cost,
+    request_generation.idempotency_key, v_hash, 'charge:' || v_generation_id,
+    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3), v_ip
+  );
+  perform pg_notify('creditgate_generations', v_generation_id::text);
+  return jsonb_build_object(
+    'generation_id', v_generation_id,
+    'status', 'queued',
+    'cost', v_cost,
+    'balance', (v_spend ->> 'balance')::bigint,
+    'replayed', false
+  );
+end
+$$;
+comment on function creditgate.request_generation(text, jsonb, text) is
+'Validates, prices, rate-limits, caps, charges and queues a generation in one transaction; replays by key.';
+
+revoke all on function creditgate_private.client_ip() from public, anon, authenticated;
+revoke all on function creditgate_private.take_rate_limits(uuid, inet, text, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate.request_generation(text, jsonb, text) from public, anon, authenticated;
+grant execute on function creditgate.request_generation(text, jsonb, text) to authenticated;
