@@ -11,7 +11,7 @@
 --     img-test   base 10 + 10/MP + 1/step       defaults 512x512, 20 steps  -> 33
 --     edit-test  base 20 + 10/MP + 1/step       defaults 512x512, 20 steps  -> 43
 --     video-test base 100 + 10/MP + 50/second   defaults 512x512, 4 s       -> 303
---     chat-test  base 1 + 2/1k tokens           defaults max_tokens 500     -> ceil(1 + 2*(prompt/4 + 500)/1000)
+--     chat-test  base 1 + 2/1k tokens           defaults max_tokens 500     -> ceil(1 + 2*(ceil(chars/4) + 500)/1000), e.g. 3
 --     img-off    same as img-test, disabled
 --
 -- tests.media_for(p_user_id, p_content_type) -> uuid

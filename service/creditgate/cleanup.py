@@ -47,11 +47,14 @@ async def purge_expired_media(
     while limit is None or stats.purged < limit:
         size = batch_size if limit is None else min(batch_size, limit - stats.purged)
         # Files that failed stay listed; ask for enough to get past them.
-        items: list[dict[str, Any]] = await db.call(
-            "service_expired_media",
-            {"max_items": Arg(min(size + len(failed_ids), 10_000), "integer")},
-            role="service_role",
-        ) or []
+        items: list[dict[str, Any]] = (
+            await db.call(
+                "service_expired_media",
+                {"max_items": Arg(min(size + len(failed_ids), 10_000), "integer")},
+                role="service_role",
+            )
+            or []
+        )
         todo = [item for item in items if str(item["media_id"]) not in failed_ids]
         if not todo:
             break
@@ -63,7 +66,12 @@ async def purge_expired_media(
             except NotFound:
                 pass
             except StorageError as exc:
-                log.warning("could not delete media file", media_id=media_id, storage_key=key, error=str(exc))
+                log.warning(
+                    "could not delete media file",
+                    media_id=media_id,
+                    storage_key=key,
+                    error=str(exc),
+                )
                 failed_ids.add(media_id)
                 stats.failed += 1
                 stats.failed_keys.append(key)

@@ -12,6 +12,7 @@ their name; the banner (URL, dev token, sample request) goes to stdout.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -243,9 +244,8 @@ def run_children(plan: DevPlan, on_ready: Callable[[Supervisor], None]) -> int:
     code = 0
     try:
         supervisor.start("runner", _cli("runner"))
-        wait_until(
-            lambda: tcp_open(plan.runner_host, plan.runner_port), supervisor, stopping, READY_TIMEOUT
-        )
+        runner_up = lambda: tcp_open(plan.runner_host, plan.runner_port)  # noqa: E731
+        wait_until(runner_up, supervisor, stopping, READY_TIMEOUT)
         supervisor.start("service", _cli("serve"))
         wait_until(lambda: http_ok(f"{plan.url}/readyz"), supervisor, stopping, READY_TIMEOUT)
         if plan.worker:
@@ -273,7 +273,8 @@ def run_children(plan: DevPlan, on_ready: Callable[[Supervisor], None]) -> int:
 
 def curl_example(url: str, model_id: str | None) -> str:
     model = model_id or "<model id from GET /v1/models>"
-    body = '{"model_id": "%s", "params": {"prompt": "a lighthouse at dusk, oil painting"}}' % model
+    params = {"prompt": "a lighthouse at dusk, oil painting"}
+    body = json.dumps({"model_id": model, "params": params})
     return (
         f"curl -sS -X POST '{url}/v1/generations?wait=30' \\\n"
         '  -H "Authorization: Bearer $CREDITGATE_TOKEN" \\\n'
@@ -332,7 +333,8 @@ def up(
         ) from None
     progress(f"database {dbname}: {'created' if created else 'exists'}")
     plan_applied = migrate.apply(owner_db, progress=progress)
-    progress("migrations: " + ("up to date" if plan_applied.empty else f"{len(plan_applied.actions)} applied"))
+    applied = len(plan_applied.actions)
+    progress("migrations: " + (f"{applied} file(s) applied" if applied else "up to date"))
     seed = migrate.project_root() / "supabase" / "seed.sql"
     if seed.exists():
         localdb.run_sql_file(owner_db, seed)

@@ -126,6 +126,18 @@ def render_metrics() -> bytes:
 _configured = False
 
 
+class _StderrHandler(logging.StreamHandler[Any]):
+    """Writes to whatever ``sys.stderr`` is at emit time (test capture, redirection)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str = "info") -> None:
     """Send structlog and stdlib logging to stderr as one JSON object per line.
 
@@ -158,7 +170,7 @@ def configure_logging(level: str = "info") -> None:
                 structlog.processors.JSONRenderer(),
             ],
         )
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(formatter)
         handler.set_name("creditgate-json")
         root = logging.getLogger()
@@ -170,6 +182,7 @@ def configure_logging(level: str = "info") -> None:
             logger.handlers = []
             logger.propagate = True
         logging.getLogger("uvicorn.access").disabled = True  # the service logs each request
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per JWKS fetch is noise
         _configured = True
     logging.getLogger().setLevel(numeric)
 

@@ -70,7 +70,9 @@ class StripeSignatureError(Exception):
     """The payload is not a recent event signed with our webhook secret."""
 
 
-def verify_event(payload: bytes, signature: str | None, secret: str, tolerance: int) -> dict[str, Any]:
+def verify_event(
+    payload: bytes, signature: str | None, secret: str, tolerance: int
+) -> dict[str, Any]:
     """Verify ``Stripe-Signature`` over the raw body and return the event as a dict."""
     try:
         stripe.WebhookSignature.verify_header(payload, signature, secret, tolerance)
@@ -89,7 +91,9 @@ def verify_event(payload: bytes, signature: str | None, secret: str, tolerance: 
 
 def _invalid(field: str, reason: str) -> ApiError:
     return ApiError(
-        400, "invalid_request", "The Stripe event cannot be applied; see details.",
+        400,
+        "invalid_request",
+        "The Stripe event cannot be applied; see details.",
         {"field": field, "reason": reason},
     )
 
@@ -165,9 +169,7 @@ async def _checkout(db: Database, event_id: str, session: Mapping[str, Any]) -> 
     return results[0] if len(results) == 1 else results
 
 
-async def _clawback(
-    db: Database, event_id: str, source: Mapping[str, Any], reason: str
-) -> Any:
+async def _clawback(db: Database, event_id: str, source: Mapping[str, Any], reason: str) -> Any:
     metadata = _dict(source.get("metadata"))
     user_id = _user_id(metadata.get("user_id"))
     credits = _positive_int(metadata.get("credits"), "metadata.credits")

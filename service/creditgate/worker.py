@@ -41,13 +41,14 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import psycopg
 from PIL import Image
+from prometheus_client import start_http_server
 
 from creditgate import wiring
 from creditgate.config import Settings
@@ -56,6 +57,7 @@ from creditgate.observability import (
     GENERATIONS_SETTLED,
     PROVIDER_ERRORS,
     PROVIDER_LATENCY,
+    REGISTRY,
     bind,
     get_logger,
 )
@@ -76,6 +78,7 @@ DEFAULT_GRACE_SECONDS = 30.0
 # After the grace period, how long stopped jobs get to report `worker_shutdown`.
 SHUTDOWN_SETTLE_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 30.0
+MAX_OUTPUTS = 16  # service_settle_generation accepts at most 16 media per generation
 
 # Failure codes the worker reports besides the gateway's provider codes.
 STORAGE_ERROR = "storage_error"  # reading the input or writing an output failed
@@ -138,8 +141,8 @@ class ClaimedJob:
         params = dict(self.params)
         if self.loras:
             params["loras"] = [
-                {"id": lora.get("id"), "source": lora.get("source"), "weight": lora.get("weight", 1.0)}
-                for lora in self.loras
+                {"id": lo.get("id"), "source": lo.get("source"), "weight": lo.get("weight", 1.0)}
+                for lo in self.loras
             ]
         return ProviderJob(
             generation_id=self.generation_id,
@@ -222,7 +225,6 @@ class _Run:
     uploaded: list[str] = field(default_factory=list)
     pending_put: asyncio.Future[None] | None = None
     lease_lost: bool = False
-    stopping: bool = False
 
 
 _DB_ERRORS = (psycopg.Error, OSError)
@@ -258,8 +260,9 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = max(1, concurrency or settings.worker_concurrency)
         self.grace_seconds = max(0.0, grace_seconds)
-        self.lease_seconds = max(1, settings.lease_seconds)
-        self.heartbeat_seconds = max(0.1, settings.heartbeat_seconds)
+        # The SQL accepts leases of 5 s to 1 h; heartbeats come at least three per lease.
+        self.lease_seconds = min(max(5, settings.lease_seconds), 3600)
+        self.heartbeat_seconds = min(max(0.1, settings.heartbeat_seconds), self.lease_seconds / 3)
         self.idle_poll_seconds = max(0.1, settings.idle_poll_seconds)
         self.reap_seconds = reap_seconds or float(min(60, max(5, self.lease_seconds // 2)))
         self.listen_url = listen_url or settings.service_database_url
@@ -377,7 +380,9 @@ class Worker:
         failures = 0
         while not self._stop.is_set():
             try:
-                conn = await psycopg.AsyncConnection.connect(self.listen_url, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    self.listen_url, autocommit=True, connect_timeout=10
+                )
                 async with conn:
                     await conn.execute(f"listen {CHANNEL}")
                     self.listening.set()
@@ -423,7 +428,9 @@ class Worker:
             attempt=job.attempt,
             cost=job.cost,
         )
-        self.log.info("job claimed", max_attempts=job.max_attempts, provider=job.route.get("provider"))
+        self.log.info(
+            "job claimed", max_attempts=job.max_attempts, provider=job.route.get("provider")
+        )
         run.work = asyncio.create_task(self._produce(run))
         heartbeat = asyncio.create_task(self._heartbeat(run))
         try:
@@ -502,7 +509,9 @@ class Worker:
         except StorageError as exc:
             self.log.warning("upload failed; discarding this attempt's files", error=str(exc))
             await self._discard_uploads(run)
-            return failed(STORAGE_ERROR, "could not store the output", retryable=True, provider=summary)
+            return failed(
+                STORAGE_ERROR, "could not store the output", retryable=True, provider=summary
+            )
         outcome: dict[str, Any] = {
             "status": "succeeded",
             "retryable": False,
@@ -525,7 +534,9 @@ class Worker:
 
     async def _upload(self, run: _Run, result: ProviderResult) -> list[dict[str, Any]]:
         media: list[dict[str, Any]] = []
-        for position, blob in enumerate(result.media):
+        if len(result.media) > MAX_OUTPUTS:
+            self.log.warning("too many outputs; keeping the first", outputs=len(result.media))
+        for position, blob in enumerate(result.media[:MAX_OUTPUTS]):
             key = run.job.media_key(position, blob.content_type)
             run.uploaded.append(key)  # before the put: a half-written object is cleaned too
             # Shielded so a shutdown never interrupts a write halfway; cleanup waits for it.
@@ -591,21 +602,34 @@ class Worker:
 
     async def _settle(self, run: _Run, outcome: dict[str, Any]) -> None:
         job = run.job
-        args = {
-            "generation_id": Arg(job.generation_id, "uuid"),
-            "worker_id": Arg(self.worker_id, "text"),
-            "lease_token": Arg(job.lease_token, "text"),
-            "outcome": Arg(outcome, "jsonb"),
-        }
         delay = 0.5
+        replaced = False
         while True:
             try:
-                result = await self.db.call("service_settle_generation", args, role="service_role")
+                result = await self.db.call(
+                    "service_settle_generation",
+                    {
+                        "generation_id": Arg(job.generation_id, "uuid"),
+                        "worker_id": Arg(self.worker_id, "text"),
+                        "lease_token": Arg(job.lease_token, "text"),
+                        "outcome": Arg(outcome, "jsonb"),
+                    },
+                    role="service_role",
+                )
                 break
             except ApiError as exc:
-                # lease_lost: another worker owns the job now. Anything else: the outcome was
-                # refused; the lease expires and the reaper decides. Either way these files
-                # will never be referenced.
+                if exc.code == "invalid_request" and not replaced:
+                    # A worker bug: report a plain failure instead, so the user is refunded
+                    # now rather than after every attempt's lease has expired.
+                    self.log.error("settle refused the outcome", details=exc.details)
+                    await self._discard_uploads(run)
+                    outcome = failed(
+                        INTERNAL_ERROR, "the worker reported an invalid outcome", retryable=False
+                    )
+                    replaced = True
+                    continue
+                # lease_lost: another worker owns the job now (or the reaper took it back).
+                # Either way nothing will ever reference this attempt's files.
                 log_fn = self.log.warning if exc.code == "lease_lost" else self.log.error
                 log_fn("settle refused", code=exc.code, details=exc.details)
                 await self._discard_uploads(run)
@@ -635,9 +659,9 @@ class Worker:
     def _observe(job: ClaimedJob, attempts: Sequence[Attempt]) -> None:
         for attempt in attempts:
             outcome = "failed" if attempt.error_code else "succeeded"
-            PROVIDER_LATENCY.labels(provider=attempt.provider, kind=job.kind, outcome=outcome).observe(
-                attempt.latency_ms / 1000
-            )
+            PROVIDER_LATENCY.labels(
+                provider=attempt.provider, kind=job.kind, outcome=outcome
+            ).observe(attempt.latency_ms / 1000)
             if attempt.error_code:
                 PROVIDER_ERRORS.labels(provider=attempt.provider, code=attempt.error_code).inc()
 
@@ -650,7 +674,6 @@ class Worker:
         await self._wait_runs(self.grace_seconds, interrupt=self._force)
         leftover = [run for run in self._runs.values() if run.work and not run.work.done()]
         for run in leftover:
-            run.stopping = True
             assert run.work is not None
             run.work.cancel()
         if leftover:
@@ -660,12 +683,15 @@ class Worker:
             )
         await self._wait_runs(SHUTDOWN_SETTLE_SECONDS)
         for task in list(self._runs):
-            self.log.error("job did not settle in time", generation_id=self._runs[task].job.generation_id)
+            self.log.error(
+                "job did not settle in time", generation_id=self._runs[task].job.generation_id
+            )
             task.cancel()
         await asyncio.gather(*self._runs, return_exceptions=True)
 
-    async def _wait_runs(self, timeout: float, interrupt: asyncio.Event | None = None) -> None:
-        deadline = time.monotonic() + timeout
+    async def _wait_runs(self, seconds: float, interrupt: asyncio.Event | None = None) -> None:
+        """Until every job is done, ``seconds`` pass, or ``interrupt`` is set."""
+        deadline = time.monotonic() + seconds
         while self._runs:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (interrupt is not None and interrupt.is_set()):
@@ -681,13 +707,10 @@ class Worker:
 
 
 def _reaped_anything(result: Any) -> bool:
-    if isinstance(result, Mapping):
-        return any(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in result.values()) or any(
-            isinstance(v, list) and v for v in result.values()
-        )
-    if isinstance(result, list):
-        return bool(result)
-    return isinstance(result, int) and result > 0
+    """service_reap_expired_leases returns {requeued, failed, refunded}."""
+    if not isinstance(result, Mapping):
+        return False
+    return any(result.get(key) for key in ("requeued", "failed"))
 
 
 def default_worker_id() -> str:
@@ -703,15 +726,24 @@ async def run_worker(
     concurrency: int | None = None,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
     worker_id: str | None = None,
-    on_start: Callable[[Worker], Awaitable[None]] | None = None,
+    metrics_port: int | None = None,
 ) -> None:
-    """Build the worker from settings, run it until SIGTERM/SIGINT, then drain and close."""
+    """Build the worker from settings, run it until SIGTERM/SIGINT, then drain and close.
+
+    ``metrics_port``: serve this process's Prometheus metrics on 127.0.0.1:<port>/metrics
+    (the HTTP service exposes only its own).
+    """
     if not settings.service_database_url:
         raise ValueError("no database: set CREDITGATE_SERVICE_DATABASE_URL or DATABASE_URL")
     jobs = max(1, concurrency or settings.worker_concurrency)
     # Each job holds a connection only for one call (heartbeat, settle); plus claim and reap.
     db = Database(settings.service_database_url, min_size=1, max_size=jobs + 3)
     storage = wiring.make_storage(settings)
+    metrics = (
+        start_http_server(metrics_port, addr="127.0.0.1", registry=REGISTRY)[0]
+        if metrics_port
+        else None
+    )
     try:
         async with httpx.AsyncClient() as http:
             worker = Worker(
@@ -728,8 +760,6 @@ async def run_worker(
                 loop.add_signal_handler(signum, worker.handle_signal, signum)
             await db.open()
             try:
-                if on_start is not None:
-                    await on_start(worker)
                 await worker.run()
             finally:
                 for signum in (signal.SIGTERM, signal.SIGINT):
@@ -738,3 +768,5 @@ async def run_worker(
     finally:
         if isinstance(storage, S3Storage):
             storage.close()
+        if metrics is not None:
+            metrics.shutdown()

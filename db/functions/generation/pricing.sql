@@ -142,7 +142,7 @@ declare
   v_media_id uuid;
   v_message jsonb;
   v_index integer := 0;
-  v_chars bigint := 0;
+  v_chars bigint := 0::bigint;
   v_messages jsonb := '[]'::jsonb;
 begin
   if p_params is null or jsonb_typeof(p_params) <> 'object' then
@@ -214,6 +214,11 @@ begin
       v_messages := v_messages || jsonb_build_array(v_message);
       v_index := v_index + 1;
     end loop;
+    if not exists (
+      select 1 from jsonb_array_elements(v_messages) as e where length(trim(e.value ->> 'content')) > 0
+    ) then
+      perform creditgate_private.invalid('messages', 'at least one message needs non-blank content');
+    end if;
     return jsonb_build_object(
       'messages', v_messages,
       'max_tokens', creditgate_private.param_int(v_params, 'max_tokens', 1, coalesce(p_model.max_output_tokens, 4096)),
@@ -296,13 +301,13 @@ stable
 set search_path = ''
 as $$
 declare
-  v_megapixels numeric := 0;
-  v_steps bigint := 0;
-  v_seconds bigint := 0;
-  v_prompt_tokens bigint := 0;
-  v_output_tokens bigint := 0;
+  v_megapixels numeric := 0::numeric;
+  v_steps bigint := 0::bigint;
+  v_seconds bigint := 0::bigint;
+  v_prompt_tokens bigint := 0::bigint;
+  v_output_tokens bigint := 0::bigint;
   v_loras jsonb := '[]'::jsonb;
-  v_lora_cost bigint := 0;
+  v_lora_cost bigint := 0::bigint;
   v_subtotal numeric;
   v_cost bigint;
 begin

@@ -14,6 +14,8 @@
 --   Records the attempt and applies its outcome: succeeded (media, output, refund of
 --   cost - actual_cost), failed + retryable with attempts left (back to queued, no refund),
 --   failed (full refund). A succeeded outcome with no output is failed/empty_output.
+--   actual_cost defaults to the cost; for chat without one, output.usage.completion_tokens
+--   prices the turn in SQL (chat_actual_cost) and the unused part is refunded.
 --   Idempotent per lease: a replay under the same lease returns the stored result.
 --   Errors: PT400 invalid_request (DETAIL names the outcome field), PT404, PT409 lease_lost.
 -- creditgate.service_reap_expired_leases(now = now()) -> jsonb {requeued, failed, refunded}
@@ -413,7 +415,8 @@ begin
       perform creditgate_private.invalid('outcome.media', 'at most 16 items');
     end if;
   end if;
-  v_key_pattern := '^media/' || p_generation.id::text || '/[A-Za-z0-9._-]{1,100}$';
+  -- As media_storage_key_check, and the file name may not start with a dot ('..', '.env').
+  v_key_pattern := '^media/' || p_generation.id::text || '/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$';
   for v_item in select e from jsonb_array_elements(coalesce(v_outcome -> 'media', '[]')) as e loop
     v_field := format('outcome.media[%s]', v_index);
     perform creditgate_private.outcome_object(
@@ -426,7 +429,7 @@ begin
     v_storage_key := creditgate_private.outcome_text(v_item -> 'storage_key', v_field || '.storage_key', 200);
     if v_storage_key is null or v_storage_key !~ v_key_pattern then
       perform creditgate_private.invalid(
-        v_field || '.storage_key', 'media/<generation_id>/<file name of [A-Za-z0-9._-]>'
+        v_field || '.storage_key', 'media/<generation_id>/<file name: [A-Za-z0-9._-], not starting with a dot>'
       );
     end if;
     v_content_type := creditgate_private.outcome_text(v_item -> 'content_type', v_field || '.content_type', 100);
@@ -457,6 +460,13 @@ begin
   v_output := creditgate_private.outcome_object(v_outcome -> 'output', 'outcome.output', null);
   if v_output is not null and length(v_output::text) > 1000000 then
     perform creditgate_private.invalid('outcome.output', 'at most 1 MB of JSON');
+  end if;
+  -- Chat usage prices the turn when the worker sends no actual_cost (see chat_actual_cost).
+  if p_generation.kind = 'chat' and v_output ? 'usage' then
+    perform creditgate_private.outcome_object(v_output -> 'usage', 'outcome.output.usage', null);
+    perform creditgate_private.outcome_integer(
+      v_output #> '{usage,completion_tokens}', 'outcome.output.usage.completion_tokens', 0, 1000000000
+    );
   end if;
 
   v_provider := coalesce(creditgate_private.outcome_object(
@@ -522,6 +532,37 @@ $$;
 comment on function creditgate_private.settle_outcome(creditgate.generations, jsonb) is
 'Validates a worker''s outcome strictly (PT400 naming the field) and normalizes it.';
 
+-- What a chat turn cost: the request's own price with max_tokens replaced by the output
+-- tokens the provider reported, so the prompt is priced exactly as it was charged. Never
+-- more than the charge. Pricing stays in SQL (price_params); the worker only reports usage.
+create or replace function creditgate_private.chat_actual_cost(
+  p_generation creditgate.generations,
+  p_completion_tokens bigint
+) returns bigint
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_model creditgate.models;
+  v_params jsonb;
+begin
+  select m.* into v_model from creditgate.models as m where m.id = p_generation.model_id;
+  if v_model.id is null or p_completion_tokens is null then
+    return p_generation.cost;
+  end if;
+  v_params := p_generation.params || jsonb_build_object(
+    'max_tokens', least(p_completion_tokens, coalesce((p_generation.params ->> 'max_tokens')::bigint, p_completion_tokens))
+  );
+  return least(
+    p_generation.cost,
+    (creditgate_private.price_params(v_model, v_params) ->> 'cost')::bigint
+  );
+end
+$$;
+comment on function creditgate_private.chat_actual_cost(creditgate.generations, bigint) is
+'Price of a chat turn with its real output tokens (capped at the charge); unused tokens are refunded.';
+
 -- Media TTL in hours from the media_ttl_hours setting (a positive number; default 24).
 create or replace function creditgate_private.media_ttl()
 returns interval
@@ -557,7 +598,7 @@ declare
   v_outcome jsonb;
   v_status text;
   v_actual_cost bigint;
-  v_refunded bigint := 0;
+  v_refunded bigint := 0::bigint;
   v_requeued boolean := false;
   v_media jsonb := '[]'::jsonb;
   v_result jsonb;
@@ -619,7 +660,14 @@ begin
   );
 
   if v_status = 'succeeded' then
-    v_actual_cost := coalesce((v_outcome ->> 'actual_cost')::bigint, v_generation.cost);
+    v_actual_cost := (v_outcome ->> 'actual_cost')::bigint;
+    if v_actual_cost is null and v_generation.kind = 'chat'
+       and jsonb_typeof(v_outcome #> '{output,usage,completion_tokens}') = 'number' then
+      v_actual_cost := creditgate_private.chat_actual_cost(
+        v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::bigint
+      );
+    end if;
+    v_actual_cost := coalesce(v_actual_cost, v_generation.cost);
     v_ttl := creditgate_private.media_ttl();
     with inserted as (
       insert into creditgate.media (
@@ -709,7 +757,7 @@ declare
   v_error jsonb;
   v_requeued integer := 0;
   v_failed integer := 0;
-  v_refunded bigint := 0;
+  v_refunded bigint := 0::bigint;
 begin
   if service_reap_expired_leases.now is null then
     perform creditgate_private.invalid('now', 'required');
@@ -795,3 +843,4 @@ revoke all on function creditgate_private.outcome_text(jsonb, text, integer) fro
 revoke all on function creditgate_private.outcome_object(jsonb, text, text[]) from public, anon, authenticated;
 revoke all on function creditgate_private.settle_outcome(creditgate.generations, jsonb) from public, anon, authenticated;
 revoke all on function creditgate_private.media_ttl() from public, anon, authenticated;
+revoke all on function creditgate_private.chat_actual_cost(creditgate.generations, bigint) from public, anon, authenticated;

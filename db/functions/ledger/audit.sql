@@ -34,7 +34,7 @@ begin
     where s.balance <> s.ledger_sum or s.balance <> s.lots_sum or s.balance < 0
   )
   select 'balance_matches_ledger_and_lots'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over () as rn from bad) as b;
 
   -- balance_after on each entry continues the running sum of that user's deltas.
@@ -49,7 +49,7 @@ begin
   ),
   bad as (select c.* from chain as c where c.balance_after <> c.running)
   select 'balance_after_chain'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.id) as rn from bad) as b;
 
   -- Each entry's lot movements add up to its delta; each lot's movements to its remaining.
@@ -63,7 +63,7 @@ begin
     having coalesce(sum(m.amount), 0) <> l.delta
   )
   select 'entry_lot_movements_match_delta'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.entry_id) as rn from bad) as b;
 
   return query
@@ -75,7 +75,7 @@ begin
     having coalesce(sum(m.amount), 0) <> c.remaining
   )
   select 'lot_remaining_matches_movements'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.lot_id) as rn from bad) as b;
 
   -- Invariant 4: no ledger key applied twice (also holds if the unique index were dropped).
@@ -87,21 +87,27 @@ begin
     having count(*) > 1
   )
   select 'idempotency_keys_unique'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over () as rn from bad) as b;
 
-  -- Invariant 3 (ledger side): refunds of a charge never exceed it.
+  -- Invariant 3 (ledger side): every refund returns part of a spend of the same user, and
+  -- the refunds of a charge never exceed it.
   return query
-  with bad as (
-    select s.idempotency_key as charge_key, s.amount as charged, sum(r.amount) as refunded
-    from creditgate.ledger as s
-    join creditgate.ledger as r on r.charge_key = s.idempotency_key
-    where s.entry_type = 'spend'
-    group by s.idempotency_key, s.amount
-    having sum(r.amount) > s.amount
+  with refunded as (
+    select r.charge_key, r.user_id, sum(r.amount) as refunded
+    from creditgate.ledger as r
+    where r.entry_type = 'refund'
+    group by r.charge_key, r.user_id
+  ),
+  bad as (
+    select f.charge_key, f.user_id, s.amount as charged, f.refunded
+    from refunded as f
+    left join creditgate.ledger as s
+      on s.idempotency_key = f.charge_key and s.entry_type = 'spend' and s.user_id = f.user_id
+    where s.id is null or f.refunded > s.amount
   )
   select 'refunds_within_charge'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over () as rn from bad) as b;
 
   -- Clawback records agree with their ledger entries.
@@ -110,10 +116,12 @@ begin
     select c.idempotency_key, c.taken, l.amount as posted
     from creditgate_private.clawbacks as c
     left join creditgate.ledger as l on l.id = c.ledger_id
-    where (c.taken > 0) <> (l.id is not null) or (l.id is not null and l.amount <> c.taken)
+    where (c.taken > 0) <> (l.id is not null)
+       or (l.id is not null
+           and (l.amount <> c.taken or l.entry_type <> 'clawback' or l.user_id <> c.user_id))
   )
   select 'clawbacks_match_ledger'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over () as rn from bad) as b;
 
   -- Settings sanity: only known keys, each of its default's JSON type (null = any).
@@ -126,7 +134,7 @@ begin
        or (jsonb_typeof(d.value) <> 'null' and jsonb_typeof(s.value) <> jsonb_typeof(d.value))
   )
   select 'settings_known_and_typed'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over () as rn from bad) as b;
 
   -- Generations in scope: created, changed or refunded since p_since (null = all).
@@ -156,7 +164,7 @@ begin
        )
   )
   select 'generation_charged_once'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.generation_id) as rn from bad) as b;
 
   -- Invariant 3: refunds follow the outcome. Never more than the charge; failed and
@@ -186,7 +194,7 @@ begin
        or (f.status in ('queued', 'running') and f.entries > 0)
   )
   select 'generation_refunds_match_outcome'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.generation_id) as rn from bad) as b;
 
   -- Ops: running jobs whose lease ran out over 10 minutes ago (is the reaper running?).
@@ -197,7 +205,7 @@ begin
     where g.status = 'running' and g.lease_expires_at < now() - interval '10 minutes'
   )
   select 'stuck_leases'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.lease_expires_at) as rn from bad) as b;
 
   -- Media belong to an existing generation of the same user.
@@ -210,7 +218,7 @@ begin
       and (g.id is null or g.user_id <> m.user_id)
   )
   select 'media_owned_like_generation'::text, count(*),
-    coalesce(jsonb_agg(to_jsonb(b)) filter (where b.rn <= 5), '[]')
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.media_id) as rn from bad) as b;
 end
 $$;

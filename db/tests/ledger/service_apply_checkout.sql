@@ -82,7 +82,9 @@ select is(
   :'r1'::jsonb || '{"replayed": true}',
   'a redelivered event replays the original result with replayed=true'
 );
+select tests.as_owner();
 update creditgate.credit_packs set credits = 999 where id = 'starter';
+select tests.as_service();
 select is(
   creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_starter')
     ->> 'credits',

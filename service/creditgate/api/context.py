@@ -39,6 +39,8 @@ _DROPPED_HEADERS = frozenset(
         "x-real-ip",
         "x-client-ip",
         "x-forwarded-for",
+        "cf-connecting-ip",
+        "true-client-ip",
     }
 )
 
@@ -118,4 +120,3 @@ async def authenticate(request: Request, *, required: bool = True) -> Principal 
     principal = await services_of(request).verifier.verify(token)
     request.scope[_PRINCIPAL_KEY] = principal
     return principal
-

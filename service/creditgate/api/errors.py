@@ -85,8 +85,12 @@ def error_response(
 
 def invalid(field: str, reason: str, **extra: Any) -> ApiError:
     """A 400 ``invalid_request`` naming the field, shaped like the SQL's DETAIL."""
-    return ApiError(400, "invalid_request", _HTTP_MESSAGES["invalid_request"],
-                    {"field": field, "reason": reason, **extra})
+    return ApiError(
+        400,
+        "invalid_request",
+        _HTTP_MESSAGES["invalid_request"],
+        {"field": field, "reason": reason, **extra},
+    )
 
 
 def _field(loc: Iterable[int | str], prefix: str) -> str:
@@ -122,7 +126,9 @@ async def _auth_error(request: Request, exc: Exception) -> Response:
         401,
         "not_authenticated",
         details={"reason": exc.reason},
-        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'},
+        headers={
+            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'
+        },
     )
 
 

@@ -24,7 +24,7 @@ from creditgate.auth import Principal
 from creditgate.db import ApiError, Arg
 from creditgate.observability import bind
 
-__all__ = ["Ctx", "Header", "Operation", "json", "to_route"]
+__all__ = ["Ctx", "Header", "Operation", "json", "read_body", "to_route"]
 
 Auth = Literal["none", "optional", "user", "admin"]
 M = TypeVar("M", bound=BaseModel)
@@ -119,8 +119,29 @@ def json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None)
     return JSONResponse(data, status_code=status, headers=dict(headers or {}))
 
 
-async def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
-    raw = await request.body()
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, "payload_too_large", "The request body is too large.", {"max_bytes": limit}
+    )
+
+
+async def _parse_body(request: Request, model: type[BaseModel], limit: int) -> BaseModel:
+    raw = await read_body(request, limit)
     if not raw.strip():
         raise invalid("body", "a JSON object is required")
     try:
@@ -157,8 +178,10 @@ def to_route(op: Operation) -> Route:
             if len(value) > header.max_length:
                 raise invalid(header.name, f"at most {header.max_length} characters")
         query = _parse_query(request, op.query) if op.query else None
-        body = await _parse_body(request, op.body) if op.body else None
-        ctx = Ctx(request, services, principal, body, query, client_ip(request.scope, services.settings))
+        limit = services.settings.max_body_bytes
+        body = await _parse_body(request, op.body, limit) if op.body else None
+        ip = client_ip(request.scope, services.settings)
+        ctx = Ctx(request, services, principal, body, query, ip)
         if op.auth == "admin":
             await _admin_check(ctx)
         return await op.handler(ctx)

@@ -87,18 +87,14 @@ select jsonb_build_object(
 )
 """
 
-_GENERATION_COLUMNS: LiteralString = """
+# Keep the column lists of _GENERATIONS_PAGE and _GENERATION in step.
+_GENERATIONS_PAGE: LiteralString = """
+select coalesce(jsonb_agg(jsonb_build_object(
   'id', g.id, 'model_id', g.model_id, 'kind', g.kind, 'status', g.status, 'params', g.params,
   'cost', g.cost, 'actual_cost', g.actual_cost, 'output', g.output, 'error', g.error,
   'idempotency_key', g.idempotency_key, 'created_at', g.created_at,
   'started_at', g.started_at, 'finished_at', g.finished_at
-"""
-
-_GENERATIONS_PAGE: LiteralString = (
-    """
-select coalesce(jsonb_agg(jsonb_build_object("""
-    + _GENERATION_COLUMNS
-    + """) order by g.created_at desc, g.id desc), '[]'::jsonb)
+) order by g.created_at desc, g.id desc), '[]'::jsonb)
 from (
   select g.*
   from creditgate.generations as g
@@ -109,13 +105,13 @@ from (
   limit %(limit)s
 ) as g
 """
-)
 
-_GENERATION: LiteralString = (
-    """
-select jsonb_build_object("""
-    + _GENERATION_COLUMNS
-    + """,
+_GENERATION: LiteralString = """
+select jsonb_build_object(
+  'id', g.id, 'model_id', g.model_id, 'kind', g.kind, 'status', g.status, 'params', g.params,
+  'cost', g.cost, 'actual_cost', g.actual_cost, 'output', g.output, 'error', g.error,
+  'idempotency_key', g.idempotency_key, 'created_at', g.created_at,
+  'started_at', g.started_at, 'finished_at', g.finished_at,
   'media', coalesce((
     select jsonb_agg(jsonb_build_object(
       'id', m.id, 'position', m.position, 'key', m.storage_key,
@@ -129,7 +125,6 @@ select jsonb_build_object("""
 from creditgate.generations as g
 where g.id = %(id)s and g.user_id = (select auth.uid())
 """
-)
 
 _STATUS: LiteralString = """
 select g.status from creditgate.generations as g
@@ -170,9 +165,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
 
 
 async def models(db: Database, headers: Mapping[str, str]) -> Any:
-    return await select_json(
-        db, _MODELS, {}, role="anon", claims={"role": "anon"}, headers=headers
-    )
+    return await select_json(db, _MODELS, {}, role="anon", claims={"role": "anon"}, headers=headers)
 
 
 async def generations_page(
@@ -202,7 +195,11 @@ async def generation(
     db: Database, claims: Mapping[str, Any], headers: Mapping[str, str], generation_id: UUID
 ) -> dict[str, Any] | None:
     result = await select_json(
-        db, _GENERATION, {"id": generation_id}, role="authenticated", claims=claims,
+        db,
+        _GENERATION,
+        {"id": generation_id},
+        role="authenticated",
+        claims=claims,
         headers=headers,
     )
     return result if isinstance(result, dict) else None

@@ -34,7 +34,9 @@ class ResponseModel(BaseModel):
 
 
 class QuoteRequest(RequestModel):
-    model_id: str = Field(min_length=1, max_length=64, description="A model id from GET /v1/models.")
+    model_id: str = Field(
+        min_length=1, max_length=64, description="A model id from GET /v1/models."
+    )
     params: dict[str, JsonValue] = Field(
         default_factory=dict, description="Generation parameters; validated by the database."
     )

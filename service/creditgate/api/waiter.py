@@ -106,7 +106,7 @@ class GenerationNotifier:
                         self.dispatch(notify.payload)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep listening; waiters also poll
+            except Exception as exc:  # keep listening; waiters also poll
                 log.warning("listener_disconnected", error=type(exc).__name__, retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -116,14 +116,14 @@ async def wait_for_terminal(
     notifier: GenerationNotifier,
     generation_id: UUID,
     read_status: Callable[[], Awaitable[str | None]],
-    timeout: float,
+    seconds: float,
     *,
     first_poll: float = 0.05,
-    max_poll: float = 2.0,
+    max_poll: float = 1.0,
 ) -> str | None:
-    """Return the status once terminal, or the last status read when ``timeout`` runs out."""
+    """Return the status once terminal, or the last status read after ``seconds``."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + seconds
     delay = first_poll
     with notifier.subscribe(generation_id) as event:
         while True:

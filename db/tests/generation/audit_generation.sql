@@ -1,0 +1,142 @@
+-- creditgate.audit(): the generation checks (invariants 2 and 3, stuck leases, media
+-- ownership) pass on real flows and catch each kind of damage. Damage is injected as the
+-- owner inside a savepoint, the audit result kept in a psql variable, then rolled back.
+begin;
+select plan(21);
+
+create function pg_temp.check_of(p_audit jsonb, p_name text) returns jsonb
+language sql as $$
+  select c - 'name' from jsonb_array_elements(p_audit -> 'checks') as c where c ->> 'name' = p_name
+$$;
+create function pg_temp.failures(p_audit jsonb, p_name text) returns bigint
+language sql as $$ select (pg_temp.check_of(p_audit, p_name) ->> 'failures')::bigint $$;
+
+select tests.worker_models();
+select tests.create_user() as u \gset
+select tests.create_user() as v \gset
+
+-- Real flows: succeeded at a partial cost, failed, canceled, re-queued, still queued, running.
+select tests.make_queued_generation(:'u', 'chat-test', 40, '{"messages": [{"role": "user", "content": "x"}]}') as g_ok \gset
+select tests.make_queued_generation(:'u', 'img-test', 100) as g_fail \gset
+select tests.make_queued_generation(:'v', 'img-test', 100) as g_retry \gset
+select tests.make_queued_generation(:'v', 'img-test', 100) as g_run \gset
+select tests.request_as(:'u', 'img-test') as g_cancel \gset
+select tests.request_as(:'v', 'img-test') as g_queued \gset
+update creditgate.generations set created_at = '2000-01-01'::timestamptz + (case id
+  when :'g_ok' then 1 when :'g_fail' then 2 when :'g_retry' then 3 when :'g_run' then 4 else 5 end) * interval '1 s'
+where id in (:'g_ok', :'g_fail', :'g_retry', :'g_run');
+select tests.as_service();
+create temp table jobs as select creditgate.service_claim_generations('w1', 4) as j;
+grant select on jobs to service_role;
+create function pg_temp.token(p_id uuid) returns text
+language sql as $$ select x ->> 'lease_token' from pg_temp.jobs, jsonb_array_elements(j) as x where x ->> 'generation_id' = p_id::text $$;
+select creditgate.service_settle_generation(:'g_ok', 'w1', pg_temp.token(:'g_ok'),
+  '{"status": "succeeded", "actual_cost": 13, "output": {"text": "hi"}}');
+select creditgate.service_settle_generation(:'g_fail', 'w1', pg_temp.token(:'g_fail'),
+  '{"status": "failed", "error": {"code": "bad_request"}}');
+select creditgate.service_settle_generation(:'g_retry', 'w1', pg_temp.token(:'g_retry'),
+  '{"status": "failed", "retryable": true, "error": {"code": "timeout"}}');
+select tests.as_user(:'u');
+select creditgate.cancel_generation(:'g_cancel');
+select tests.as_owner();
+
+create temp table clean as select creditgate.audit() as a;
+select is((select (a ->> 'ok')::boolean from clean), true, 'every flow leaves a clean audit');
+select is(
+  (select jsonb_object_agg(n, pg_temp.failures(a, n)) from clean,
+     unnest(array['generation_charged_once', 'generation_refunds_match_outcome', 'stuck_leases', 'media_owned_like_generation']) as n),
+  '{"generation_charged_once": 0, "generation_refunds_match_outcome": 0, "stuck_leases": 0, "media_owned_like_generation": 0}'::jsonb,
+  'the generation checks are there and pass'
+);
+
+-- A generation nobody paid for.
+savepoint s;
+insert into creditgate.generations (id, user_id, model_id, kind, params, cost, idempotency_key, request_hash, charge_key)
+values ('a0000000-0000-4000-8000-000000000001', :'u', 'img-test', 'image', '{}', 100, 'free-ride', 'x', 'charge:free-ride');
+select creditgate.audit() as a_unpaid \gset
+rollback to savepoint s;
+select is(pg_temp.failures(:'a_unpaid', 'generation_charged_once'), 1::bigint, 'a generation without a spend is caught');
+select is(pg_temp.check_of(:'a_unpaid', 'generation_charged_once') #>> '{samples,0,generation_id}',
+  'a0000000-0000-4000-8000-000000000001', 'and named in the samples');
+select is((:'a_unpaid'::jsonb ->> 'ok')::boolean, false, 'the audit is not ok');
+
+-- Charged the wrong amount.
+savepoint s;
+update creditgate.generations set cost = 99 where id = :'g_queued';
+select creditgate.audit() as a_amount \gset
+rollback to savepoint s;
+select is(pg_temp.failures(:'a_amount', 'generation_charged_once'), 1::bigint, 'a spend that is not the cost is caught');
+
+-- A second spend naming the generation.
+savepoint s;
+select creditgate_private.spend_credits(:'v', 5, 'charge-again:' || :'g_queued', :'g_queued'::uuid);
+select creditgate.audit() as a_twice \gset
+rollback to savepoint s;
+select is(pg_temp.failures(:'a_twice', 'generation_charged_once'), 1::bigint, 'a second charge for one generation is caught');
+
+-- A double refund of a failed generation (a second key slipping past the cap).
+savepoint s;
+select creditgate_private.post_entry(:'u', 'refund', 100, 'refund-again:' || :'g_fail', 'x',
+  'charge:' || :'g_fail', :'g_fail'::uuid);
+select creditgate.audit() as a_double \gset
+rollback to savepoint s;
+select is(pg_temp.failures(:'a_double', 'generation_refunds_match_outcome'), 1::bigint, 'a double refund is caught');
+select is((pg_temp.check_of(:'a_double', 'generation_refunds_match_outcome') #> '{samples,0}') - 'actual_cost',
+  jsonb_build_object('generation_id', :'g_fail', 'status', 'failed', 'cost', 100, 'refunded', 200, 'entries', 2),
+  'the sample shows the cost, what was refunded and in how many entries');
+select is(pg_temp.failures(:'a_double', 'refunds_within_charge'), 1::bigint, 'the ledger-side check agrees');
+
+-- A failed or canceled generation that was never refunded.
+savepoint s;
+update creditgate.generations set status = 'canceled', finished_at = now() where id = :'g_queued';
+select creditgate.audit() as a_unrefunded \gset
+rollback to savepoint s;
+select is(pg_temp.failures(:'a_unrefunded', 'generation_refunds_match_outcome'), 1::bigint, 'a canceled generation without its refund is caught');
+
+-- A success refunded something other than cost - actual_cost.
+savepoint s;
+update creditgate.generations set actual_cost = 20 where id = :'g_ok';
+select creditgate.audit() as a_partial \gset
+rollback to savepoint s;
+select is(pg_temp.failures(:'a_partial', 'generation_refunds_match_outcome'), 1::bigint, 'a success refunded the wrong amount is caught');
+
+-- A refund for a job still queued (e.g. a re-queued job refunded early).
+savepoint s;
+select creditgate_private.refund_credits(:'v', 'charge:' || :'g_retry', 100, 'refund:' || :'g_retry');
+select creditgate.audit() as a_early \gset
+rollback to savepoint s;
+select is(pg_temp.failures(:'a_early', 'generation_refunds_match_outcome'), 1::bigint, 'a refund before the outcome is caught');
+
+-- Stuck leases: the reaper has not run for a while.
+savepoint s;
+update creditgate.generations set lease_expires_at = now() - interval '9 minutes' where id = :'g_run';
+select creditgate.audit() as a_recent \gset
+update creditgate.generations set lease_expires_at = now() - interval '11 minutes' where id = :'g_run';
+select creditgate.audit() as a_stuck \gset
+rollback to savepoint s;
+select is(pg_temp.failures(:'a_recent', 'stuck_leases'), 0::bigint, 'a lease expired 9 minutes ago is not stuck yet');
+select is(pg_temp.failures(:'a_stuck', 'stuck_leases'), 1::bigint, 'a lease expired 11 minutes ago is stuck');
+select is(pg_temp.check_of(:'a_stuck', 'stuck_leases') #>> '{samples,0,generation_id}', :'g_run', 'named in the samples');
+
+-- Media of another user than its generation's.
+savepoint s;
+select tests.media_for(:'u') as m \gset
+update creditgate.media set user_id = :'v' where id = :'m';
+select creditgate.audit() as a_media \gset
+rollback to savepoint s;
+select is(pg_temp.failures(:'a_media', 'media_owned_like_generation'), 1::bigint, 'media owned by someone else than its generation''s owner is caught');
+select is(pg_temp.check_of(:'a_media', 'media_owned_like_generation') #>> '{samples,0,media_id}', :'m', 'named in the samples');
+
+-- since: only generations changed or with ledger activity since then are re-derived.
+savepoint s;
+update creditgate.generations set cost = 99 where id = :'g_queued';
+select creditgate.audit(now() + interval '1 minute') as a_since \gset
+select creditgate.audit(now() - interval '1 day') as a_since_wide \gset
+rollback to savepoint s;
+select is(pg_temp.failures(:'a_since', 'generation_charged_once'), 0::bigint, 'since skips generations untouched since then');
+select is(pg_temp.failures(:'a_since_wide', 'generation_charged_once'), 1::bigint, 'a window covering the change re-checks it');
+
+select is((creditgate.audit() ->> 'ok')::boolean, true, 'rolled back: clean again');
+
+select * from finish();
+rollback;

@@ -1,0 +1,117 @@
+"""The HTTP service: ``create_app(settings)`` builds the Starlette app.
+
+The lifespan owns the psycopg pool (connecting like PostgREST, as the ``authenticator``
+role), the shared ``httpx.AsyncClient`` (JWKS fetches), the storage client, the JWT verifier
+and the LISTEN connection used to wait for generations. It runs no DDL: migrations are a
+separate, explicit step (``creditgate migrate apply``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from creditgate.api import OPERATIONS, Services
+from creditgate.api.errors import exception_handlers
+from creditgate.api.framework import to_route
+from creditgate.api.middleware import RequestContextMiddleware
+from creditgate.api.openapi import ExtraRoute, build_openapi
+from creditgate.api.waiter import GenerationNotifier
+from creditgate.auth import JWTVerifier
+from creditgate.config import Settings
+from creditgate.db import Database
+from creditgate.observability import configure_logging, get_logger
+from creditgate.storage import LocalStorage, S3Storage
+from creditgate.wiring import make_storage
+
+__all__ = ["create_app"]
+
+log = get_logger("creditgate.app")
+
+_MEDIA_FILES = ExtraRoute(
+    method="GET",
+    path="/media-files/{key:path}",
+    summary="Download a stored output through a signed URL (local storage only)",
+    tag="media",
+    operation={
+        "operationId": "media_file",
+        "description": "URLs come from GET /v1/generations/{id}; they expire.",
+        "parameters": [
+            {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "exp", "in": "query", "required": True, "schema": {"type": "integer"}},
+            {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}},
+        ],
+        "responses": {
+            "200": {"description": "The object", "content": {"*/*": {}}},
+            "403": {"description": "Bad or expired signature"},
+            "404": {"description": "No such object"},
+        },
+    },
+)
+
+
+class State(TypedDict):
+    services: Services
+
+
+def _verifier(settings: Settings, http: httpx.AsyncClient) -> JWTVerifier:
+    return JWTVerifier(
+        hs256_secret=settings.jwt_secret or None,
+        jwks_url=settings.jwks_url or None,
+        http=http,
+        issuer=settings.jwt_issuer or None,
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The service's ASGI app. Serve it with uvicorn (``creditgate serve``)."""
+    configure_logging(settings.log_level)
+    storage = make_storage(settings)  # fail fast on bad storage settings
+    routes: list[BaseRoute] = [to_route(op) for op in OPERATIONS]
+    extra: list[ExtraRoute] = []
+    if isinstance(storage, LocalStorage):
+        routes.append(storage.route())
+        extra.append(_MEDIA_FILES)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        db = Database(
+            settings.service_database_url, min_size=settings.pool_min, max_size=settings.pool_max
+        )
+        notifier = GenerationNotifier(settings.service_database_url)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
+            services = Services(
+                settings=settings,
+                db=db,
+                http=http,
+                storage=storage,
+                verifier=_verifier(settings, http),
+                notifier=notifier,
+            )
+            await db.open()
+            await notifier.start()
+            app.state.services = services
+            log.info("service_started", storage=settings.storage)
+            try:
+                yield {"services": services}
+            finally:
+                await notifier.stop()
+                await db.close()
+                if isinstance(storage, S3Storage):
+                    storage.close()
+                log.info("service_stopped")
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestContextMiddleware, settings=settings)],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    app.state.openapi = build_openapi(OPERATIONS, extra)
+    return app
