@@ -14,11 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from creditgate.config import Settings
 from creditgate.db import Arg, Database
 from creditgate.observability import get_logger
-from creditgate.storage import NotFound, Storage, StorageError
+from creditgate.storage import NotFound, S3Storage, Storage, StorageError
+from creditgate.wiring import make_storage
 
-__all__ = ["PurgeStats", "purge_expired_media"]
+__all__ = ["PurgeStats", "purge_expired_media", "run_cleanup"]
 
 DEFAULT_BATCH = 500
 
@@ -55,7 +57,7 @@ async def purge_expired_media(
             )
             or []
         )
-        todo = [item for item in items if str(item["media_id"]) not in failed_ids]
+        todo = [item for item in items if str(item["media_id"]) not in failed_ids][:size]
         if not todo:
             break
         done: list[str] = []
@@ -80,8 +82,7 @@ async def purge_expired_media(
         if done:
             result = await db.call(
                 "service_mark_media_purged",
-                # An array literal: Database.call sends Python lists as jsonb.
-                {"media_ids": Arg("{" + ",".join(done) + "}", "uuid[]")},
+                {"media_ids": Arg(done, "uuid[]")},
                 role="service_role",
             )
             stats.purged += len(done)
@@ -90,3 +91,24 @@ async def purge_expired_media(
         if progress is not None:
             progress(stats)
     return stats
+
+
+async def run_cleanup(
+    settings: Settings,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    limit: int | None = None,
+    progress: Callable[[PurgeStats], None] | None = None,
+) -> PurgeStats:
+    """`creditgate cleanup`: :func:`purge_expired_media` with the configured db and storage."""
+    db = Database(settings.service_database_url, min_size=1, max_size=2)
+    storage = make_storage(settings)
+    await db.open()
+    try:
+        return await purge_expired_media(
+            db, storage, batch_size=batch_size, limit=limit, progress=progress
+        )
+    finally:
+        await db.close()
+        if isinstance(storage, S3Storage):
+            storage.close()

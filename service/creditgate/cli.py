@@ -216,9 +216,7 @@ def cleanup_cmd(
     limit: int | None = typer.Option(None, "--limit", min=1, help="Stop after this many files."),
 ) -> None:
     """Delete expired temporary (and owner-deleted) media files from storage; mark them purged."""
-    from creditgate.cleanup import PurgeStats, purge_expired_media
-    from creditgate.db import Database
-    from creditgate.wiring import make_storage
+    from creditgate.cleanup import PurgeStats, run_cleanup
 
     settings = _service_settings()
     configure_logging("warning")
@@ -226,17 +224,7 @@ def cleanup_cmd(
     def show(stats: PurgeStats) -> None:
         console.print(f"batch {stats.batches}: {stats.purged} purged, {stats.failed} failed")
 
-    async def go() -> PurgeStats:
-        db = Database(settings.service_database_url, min_size=1, max_size=2)
-        await db.open()
-        try:
-            return await purge_expired_media(
-                db, make_storage(settings), batch_size=batch_size, limit=limit, progress=show
-            )
-        finally:
-            await db.close()
-
-    stats = asyncio.run(go())
+    stats = asyncio.run(run_cleanup(settings, batch_size=batch_size, limit=limit, progress=show))
     failures = f", {stats.failed} could not be deleted" if stats.failed else ""
     out.print(f"purged {stats.purged} media file(s){failures}")
     if stats.failed:

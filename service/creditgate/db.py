@@ -63,8 +63,10 @@ def api_error_from_db(exc: psycopg.Error) -> ApiError | None:
     return error
 
 
-def _adapt(value: Any) -> Any:
-    return Jsonb(value) if isinstance(value, (dict, list)) else value
+def _adapt(arg: Arg) -> Any:
+    if arg.type in ("json", "jsonb") and not isinstance(arg.value, Jsonb):
+        return Jsonb(arg.value)
+    return arg.value
 
 
 def build_call(fn: str, args: Mapping[str, Arg]) -> tuple[sql.Composed, list[Any]]:
@@ -73,7 +75,7 @@ def build_call(fn: str, args: Mapping[str, Arg]) -> tuple[sql.Composed, list[Any
         for name, arg in args.items()
     )
     query = sql.SQL("select creditgate.{}({})").format(sql.Identifier(fn), named)
-    return query, [_adapt(arg.value) for arg in args.values()]
+    return query, [_adapt(arg) for arg in args.values()]
 
 
 class Database:

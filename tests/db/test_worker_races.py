@@ -42,7 +42,9 @@ def _pool_size(db: dbutil.TestDatabase, wanted: int) -> int:
     return max(4, min(wanted, free - 30))
 
 
-def fire(db: dbutil.TestDatabase, calls: list[Callable[[psycopg.Connection], Any]]) -> list[Outcome]:
+def fire(
+    db: dbutil.TestDatabase, calls: list[Callable[[psycopg.Connection], Any]]
+) -> list[Outcome]:
     """Run every call concurrently (as far as connections allow); outcomes in call order."""
     size = _pool_size(db, len(calls))
     outcomes = [Outcome() for _ in calls]
@@ -73,11 +75,18 @@ def fire(db: dbutil.TestDatabase, calls: list[Callable[[psycopg.Connection], Any
     return outcomes
 
 
-def service(fn: str, args: dict[str, Any] | None = None, casts: dict[str, str] | None = None) -> Callable[[psycopg.Connection], Any]:
+def service(
+    fn: str, args: dict[str, Any] | None = None, casts: dict[str, str] | None = None
+) -> Callable[[psycopg.Connection], Any]:
     return lambda conn: pgrest.rpc(conn, fn, args or {}, role="service_role", casts=casts)
 
 
-def call(db: dbutil.TestDatabase, fn: str, args: dict[str, Any] | None = None, casts: dict[str, str] | None = None) -> Any:
+def call(
+    db: dbutil.TestDatabase,
+    fn: str,
+    args: dict[str, Any] | None = None,
+    casts: dict[str, str] | None = None,
+) -> Any:
     with pgrest.connect(db.api_url) as conn:
         return pgrest.rpc(conn, fn, args or {}, role="service_role", casts=casts)
 
@@ -108,7 +117,9 @@ def new_users(db: dbutil.TestDatabase, n: int, credits: int = 10_000) -> list[st
     return [str(r[0]) for r in rows]
 
 
-def queue(db: dbutil.TestDatabase, user: str, n: int, model: str = "img-test", cost: int = 100) -> list[str]:
+def queue(
+    db: dbutil.TestDatabase, user: str, n: int, model: str = "img-test", cost: int = 100
+) -> list[str]:
     """n charged, queued generations of `user`, in creation order."""
     rows = owner(
         db,
@@ -118,8 +129,14 @@ def queue(db: dbutil.TestDatabase, user: str, n: int, model: str = "img-test", c
     return [str(r[0]) for r in rows]
 
 
-def claim(db: dbutil.TestDatabase, worker: str, max_jobs: int = 1, lease_seconds: int = 120) -> list[dict[str, Any]]:
-    return call(db, "service_claim_generations", {"worker_id": worker, "max_jobs": max_jobs, "lease_seconds": lease_seconds})
+def claim(
+    db: dbutil.TestDatabase, worker: str, max_jobs: int = 1, lease_seconds: int = 120
+) -> list[dict[str, Any]]:
+    return call(
+        db,
+        "service_claim_generations",
+        {"worker_id": worker, "max_jobs": max_jobs, "lease_seconds": lease_seconds},
+    )
 
 
 def image_success(generation_id: str, files: int = 1, **extra: Any) -> dict[str, Any]:
@@ -157,7 +174,6 @@ def seeded(module_db: dbutil.TestDatabase) -> Iterator[dbutil.TestDatabase]:
 
 def test_four_workers_claim_a_thousand_jobs_each_exactly_once(seeded: dbutil.TestDatabase) -> None:
     db = seeded
-    owner(db, "update creditgate.generations set status = 'canceled' where false")  # warm-up
     users = new_users(db, 20)
     # Real requests through request_generation: 50 per user, 1,000 in all.
     owner(
@@ -166,7 +182,14 @@ def test_four_workers_claim_a_thousand_jobs_each_exactly_once(seeded: dbutil.Tes
         " from unnest(%s::uuid[]) as u cross join generate_series(1, 50) as i",
         [users],
     )
-    queued = {str(r[0]) for r in owner(db, "select id from creditgate.generations where status = 'queued'")}
+    queued = {
+        str(r[0])
+        for r in owner(
+            db,
+            "select id from creditgate.generations where status = 'queued' and user_id = any(%s::uuid[])",
+            [users],
+        )
+    }
     assert len(queued) == 1000
     balances_before = dict(owner(db, "select user_id::text, balance from creditgate.balances"))
 
@@ -183,7 +206,8 @@ def test_four_workers_claim_a_thousand_jobs_each_exactly_once(seeded: dbutil.Tes
                 barrier.wait(timeout=60)
                 while True:
                     jobs = pgrest.rpc(
-                        conn, "service_claim_generations",
+                        conn,
+                        "service_claim_generations",
                         {"worker_id": name, "max_jobs": 25, "lease_seconds": 300},
                     )
                     if not jobs:
@@ -197,7 +221,12 @@ def test_four_workers_claim_a_thousand_jobs_each_exactly_once(seeded: dbutil.Tes
                             failed_ids.add(job["generation_id"])
                         else:
                             outcome = image_success(job["generation_id"])
-                        pgrest.rpc(conn, "service_settle_generation", settle_args(job, name, outcome), casts=UUID)
+                        pgrest.rpc(
+                            conn,
+                            "service_settle_generation",
+                            settle_args(job, name, outcome),
+                            casts=UUID,
+                        )
         except BaseException as exc:
             errors.append(exc)
             barrier.abort()
@@ -214,7 +243,9 @@ def test_four_workers_claim_a_thousand_jobs_each_exactly_once(seeded: dbutil.Tes
     assert len(everything) == 1000, "no job lost"
     assert set(everything) == queued, "exactly the queued jobs"
     assert Counter(everything).most_common(1)[0][1] == 1, "no job claimed twice"
-    assert all(claimed.values()), f"every worker got work: { {k: len(v) for k, v in claimed.items()} }"
+    assert all(claimed.values()), (
+        f"every worker got work: { {k: len(v) for k, v in claimed.items()} }"
+    )
 
     rows = owner(
         db,
@@ -254,16 +285,27 @@ def test_fifty_identical_settles_take_effect_once(seeded: dbutil.TestDatabase, k
     db = seeded
     (user,) = new_users(db, 1)
     (generation_id,) = queue(db, user, 1, cost=100)
-    owner(db, "update creditgate.generations set created_at = '1999-01-01' where id = %s", [generation_id])
+    owner(
+        db,
+        "update creditgate.generations set created_at = '1999-01-01' where id = %s",
+        [generation_id],
+    )
     (job,) = claim(db, f"w-{kind}")
     assert job["generation_id"] == generation_id
     if kind == "failed":
-        outcome: dict[str, Any] = {"status": "failed", "retryable": False, "error": {"code": "provider_failed", "message": "x"}}
+        outcome: dict[str, Any] = {
+            "status": "failed",
+            "retryable": False,
+            "error": {"code": "provider_failed", "message": "x"},
+        }
     else:
         outcome = image_success(generation_id, files=2, actual_cost=90)
     before = owner(db, "select balance from creditgate.balances where user_id = %s", [user])[0][0]
 
-    outcomes = fire(db, [service("service_settle_generation", settle_args(job, f"w-{kind}", outcome), UUID)] * 50)
+    outcomes = fire(
+        db,
+        [service("service_settle_generation", settle_args(job, f"w-{kind}", outcome), UUID)] * 50,
+    )
 
     assert [(o.sqlstate, o.message) for o in outcomes if o.sqlstate] == []
     results = [o.result for o in outcomes]
@@ -274,8 +316,14 @@ def test_fifty_identical_settles_take_effect_once(seeded: dbutil.TestDatabase, k
         " where charge_key = %s and entry_type = 'refund'",
         [f"charge:{generation_id}"],
     )[0]
-    media = owner(db, "select count(*) from creditgate.media where generation_id = %s", [generation_id])[0][0]
-    calls = owner(db, "select count(*) from creditgate_private.provider_calls where generation_id = %s", [generation_id])[0][0]
+    media = owner(
+        db, "select count(*) from creditgate.media where generation_id = %s", [generation_id]
+    )[0][0]
+    calls = owner(
+        db,
+        "select count(*) from creditgate_private.provider_calls where generation_id = %s",
+        [generation_id],
+    )[0][0]
     after = owner(db, "select balance from creditgate.balances where user_id = %s", [user])[0][0]
     if kind == "failed":
         assert results[0]["status"] == "failed" and results[0]["refunded"] == 100
@@ -290,11 +338,17 @@ def test_fifty_identical_settles_take_effect_once(seeded: dbutil.TestDatabase, k
     assert_audit_ok(db)
 
 
-def test_expired_worker_settling_after_a_reclaim_gets_lease_lost(seeded: dbutil.TestDatabase) -> None:
+def test_expired_worker_settling_after_a_reclaim_gets_lease_lost(
+    seeded: dbutil.TestDatabase,
+) -> None:
     db = seeded
     (user,) = new_users(db, 1)
     (generation_id,) = queue(db, user, 1, cost=100)
-    owner(db, "update creditgate.generations set created_at = '1998-01-01' where id = %s", [generation_id])
+    owner(
+        db,
+        "update creditgate.generations set created_at = '1998-01-01' where id = %s",
+        [generation_id],
+    )
     (job_a,) = claim(db, "worker-a", lease_seconds=5)
     assert job_a["generation_id"] == generation_id
 
@@ -306,26 +360,73 @@ def test_expired_worker_settling_after_a_reclaim_gets_lease_lost(seeded: dbutil.
     assert job_b["generation_id"] == generation_id and job_b["attempt"] == 2
 
     ledger_before = ledger_snapshot(db)
-    late = fire(db, [service("service_settle_generation", settle_args(job_a, "worker-a", image_success(generation_id)), UUID)])
+    late = fire(
+        db,
+        [
+            service(
+                "service_settle_generation",
+                settle_args(job_a, "worker-a", image_success(generation_id)),
+                UUID,
+            )
+        ],
+    )
     assert (late[0].sqlstate, late[0].message) == ("PT409", "lease_lost")
-    late = fire(db, [service("service_settle_generation", settle_args(job_a, "worker-a", {"status": "failed", "error": {"code": "timeout"}}), UUID)])
+    late = fire(
+        db,
+        [
+            service(
+                "service_settle_generation",
+                settle_args(job_a, "worker-a", {"status": "failed", "error": {"code": "timeout"}}),
+                UUID,
+            )
+        ],
+    )
     assert (late[0].sqlstate, late[0].message) == ("PT409", "lease_lost")
-    late = fire(db, [service("service_heartbeat", {"generation_id": generation_id, "worker_id": "worker-a", "lease_token": job_a["lease_token"], "lease_seconds": 60}, UUID)])
+    late = fire(
+        db,
+        [
+            service(
+                "service_heartbeat",
+                {
+                    "generation_id": generation_id,
+                    "worker_id": "worker-a",
+                    "lease_token": job_a["lease_token"],
+                    "lease_seconds": 60,
+                },
+                UUID,
+            )
+        ],
+    )
     assert (late[0].sqlstate, late[0].message) == ("PT409", "lease_lost")
     assert ledger_snapshot(db) == ledger_before, "the stale worker moved no credit"
-    assert owner(db, "select status, lease_owner, lease_token::text from creditgate.generations where id = %s", [generation_id])[0] == (
-        "running", "worker-b", job_b["lease_token"]
-    )
-    assert owner(db, "select count(*) from creditgate.media where generation_id = %s", [generation_id])[0][0] == 0
-
-    result = call(db, "service_settle_generation", settle_args(job_b, "worker-b", image_success(generation_id)), UUID)
-    assert result["status"] == "succeeded" and result["refunded"] == 0
     assert owner(
         db,
-        "select string_agg(attempt || ':' || worker_id || ':' || outcome, ',' order by id)"
-        " from creditgate_private.provider_calls where generation_id = %s",
+        "select status, lease_owner, lease_token::text from creditgate.generations where id = %s",
         [generation_id],
-    )[0][0] == "1:worker-a:lease_expired,2:worker-b:succeeded"
+    )[0] == ("running", "worker-b", job_b["lease_token"])
+    assert (
+        owner(
+            db, "select count(*) from creditgate.media where generation_id = %s", [generation_id]
+        )[0][0]
+        == 0
+    )
+
+    result = call(
+        db,
+        "service_settle_generation",
+        settle_args(job_b, "worker-b", image_success(generation_id)),
+        UUID,
+    )
+    assert result["status"] == "succeeded" and result["refunded"] == 0
+    assert (
+        owner(
+            db,
+            "select string_agg(attempt || ':' || worker_id || ':' || outcome, ',' order by id)"
+            " from creditgate_private.provider_calls where generation_id = %s",
+            [generation_id],
+        )[0][0]
+        == "1:worker-a:lease_expired,2:worker-b:succeeded"
+    )
     assert_audit_ok(db)
 
 
@@ -335,7 +436,11 @@ def test_settles_racing_the_reaper_each_lease_ends_once(seeded: dbutil.TestDatab
     db = seeded
     users = new_users(db, 5)
     ids = [g for u in users for g in queue(db, u, 8, cost=100)]
-    owner(db, "update creditgate.generations set created_at = '1997-01-01' where id = any(%s::uuid[])", [ids])
+    owner(
+        db,
+        "update creditgate.generations set created_at = '1997-01-01' where id = any(%s::uuid[])",
+        [ids],
+    )
     jobs = claim(db, "racer", max_jobs=40, lease_seconds=5)
     assert {j["generation_id"] for j in jobs} == set(ids)
     db_now = owner(db, "select now()")[0][0]
@@ -345,8 +450,11 @@ def test_settles_racing_the_reaper_each_lease_ends_once(seeded: dbutil.TestDatab
         service(
             "service_settle_generation",
             settle_args(
-                j, "racer",
-                image_success(j["generation_id"]) if i % 2 else {"status": "failed", "error": {"code": "bad_request"}},
+                j,
+                "racer",
+                image_success(j["generation_id"])
+                if i % 2
+                else {"status": "failed", "error": {"code": "bad_request"}},
             ),
             UUID,
         )
@@ -356,10 +464,20 @@ def test_settles_racing_the_reaper_each_lease_ends_once(seeded: dbutil.TestDatab
 
     unexpected = [(o.sqlstate, o.message) for o in outcomes if o.sqlstate and o.sqlstate != "PT409"]
     assert unexpected == [], "no deadlock, no other error"
-    settled = {j["generation_id"] for j, o in zip(jobs, outcomes[1:21] + outcomes[22:42], strict=True) if o.sqlstate is None}
-    lost = {j["generation_id"] for j, o in zip(jobs, outcomes[1:21] + outcomes[22:42], strict=True) if o.message == "lease_lost"}
+    settled = {
+        j["generation_id"]
+        for j, o in zip(jobs, outcomes[1:21] + outcomes[22:42], strict=True)
+        if o.sqlstate is None
+    }
+    lost = {
+        j["generation_id"]
+        for j, o in zip(jobs, outcomes[1:21] + outcomes[22:42], strict=True)
+        if o.message == "lease_lost"
+    }
     assert settled | lost == set(ids) and not settled & lost
-    reaped = sum(o.result["requeued"] + o.result["failed"] for o in (outcomes[0], outcomes[21], outcomes[42]))
+    reaped = sum(
+        o.result["requeued"] + o.result["failed"] for o in (outcomes[0], outcomes[21], outcomes[42])
+    )
     assert reaped == len(lost), "every job was ended once: by its worker or by the reaper"
     rows = owner(
         db,
@@ -374,6 +492,21 @@ def test_settles_racing_the_reaper_each_lease_ends_once(seeded: dbutil.TestDatab
             assert expired and status == "queued"
         else:
             assert not expired and status in ("succeeded", "failed")
+
+    # The re-queued ones run again and finish; the queue is empty for the next test.
+    for job in claim(db, "drain", max_jobs=100):
+        call(
+            db,
+            "service_settle_generation",
+            settle_args(job, "drain", image_success(job["generation_id"])),
+            UUID,
+        )
+    assert (
+        owner(
+            db, "select count(*) from creditgate.generations where status in ('queued', 'running')"
+        )[0][0]
+        == 0
+    )
     assert_audit_ok(db)
 
 
@@ -381,13 +514,22 @@ def test_a_requeue_wakes_listening_workers(seeded: dbutil.TestDatabase) -> None:
     db = seeded
     (user,) = new_users(db, 1)
     (generation_id,) = queue(db, user, 1, cost=100)
-    owner(db, "update creditgate.generations set created_at = '1996-01-01' where id = %s", [generation_id])
+    owner(
+        db,
+        "update creditgate.generations set created_at = '1996-01-01' where id = %s",
+        [generation_id],
+    )
     (job,) = claim(db, "w-notify")
     with psycopg.connect(db.owner_url, autocommit=True) as listener:
         listener.execute("listen creditgate_generations")
         result = call(
-            db, "service_settle_generation",
-            settle_args(job, "w-notify", {"status": "failed", "retryable": True, "error": {"code": "timeout"}}),
+            db,
+            "service_settle_generation",
+            settle_args(
+                job,
+                "w-notify",
+                {"status": "failed", "retryable": True, "error": {"code": "timeout"}},
+            ),
             UUID,
         )
         assert result["requeued"] is True
@@ -395,5 +537,10 @@ def test_a_requeue_wakes_listening_workers(seeded: dbutil.TestDatabase) -> None:
     assert payloads == [generation_id]
     (again,) = claim(db, "w-notify-2")
     assert again["generation_id"] == generation_id and again["attempt"] == 2
-    call(db, "service_settle_generation", settle_args(again, "w-notify-2", image_success(generation_id)), UUID)
+    call(
+        db,
+        "service_settle_generation",
+        settle_args(again, "w-notify-2", image_success(generation_id)),
+        UUID,
+    )
     assert_audit_ok(db)

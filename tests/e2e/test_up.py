@@ -162,3 +162,38 @@ def test_up_serves_a_generation_and_stops_cleanly_on_ctrl_c(
     assert code == 0, log
     assert "SIGINT: stopping worker, service and runner" in log
     assert not [pid for pid in pids if alive(pid)], log
+
+
+def test_up_stops_everything_when_a_child_dies(tmp_path: Path, database_name: str) -> None:
+    env = {
+        **base_env(),
+        "CREDITGATE_ADMIN_URL": dbutil.ADMIN_URL,
+        "CREDITGATE_DB_NAME": database_name,
+        "CREDITGATE_STATE_DIR": str(tmp_path / "state"),
+        "CREDITGATE_RUNNER_PORT": str(free_port()),
+    }
+    stderr = tmp_path / "up.stderr"
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [*CLI, "up", "--port", str(free_port())],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    assert proc.stdout is not None
+    out = Output(proc.stdout)  # type: ignore[arg-type]
+    try:
+        processes = out.wait_for(r"processes:\s+(.*)", BANNER_TIMEOUT, proc)
+        named = dict(re.findall(r"(\w+) (\d+)", processes))
+        os.kill(int(named["worker"]), signal.SIGKILL)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.join()
+    log = stderr.read_text()
+    assert code == 1, log
+    assert "error: worker exited unexpectedly with code -9; stopping the other processes" in log
+    assert not [pid for pid in map(int, named.values()) if alive(pid)], log

@@ -49,7 +49,7 @@ def settings_for(db: TestDatabase | None, root: Path, **overrides: Any) -> Setti
         "trusted_proxy": False,
         "wait_max_seconds": 5.0,
         "public_url": "",
-        "log_level": "info",
+        "log_level": "warning",
     }
     values.update(overrides)
     return dataclasses.replace(base, **values)

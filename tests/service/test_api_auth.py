@@ -264,3 +264,22 @@ def test_trusted_proxy_uses_the_address_it_appended(
     # An unparsable entry falls back to the socket peer.
     assert junk.status_code == 201
     assert _client_ip(db, junk.json()["generation_id"]) == "127.0.0.1"
+
+
+def test_token_command_mints_an_accepted_token(
+    base_url: str, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from creditgate.cli import app
+
+    monkeypatch.setenv("SUPABASE_JWT_SECRET", JWT_SECRET)
+    result = CliRunner().invoke(app, ["token", "--user-id", user, "--ttl", "120"])
+    assert result.exit_code == 0, result.output
+    minted = result.stdout.strip()
+    claims = jwt.decode(minted, options={"verify_signature": False})
+    assert claims["sub"] == user and claims["exp"] - claims["iat"] == 120
+    response = get_balance(base_url, {"Authorization": f"Bearer {minted}"})
+    assert response.status_code == 200, response.text
+    bad = CliRunner().invoke(app, ["token", "--user-id", "not-a-uuid"])
+    assert bad.exit_code == 1

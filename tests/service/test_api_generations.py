@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from creditgate.api import queries
 from creditgate.storage import LocalStorage
 from tests import dbutil, pgrest
 from tests.service.apiutil import (
@@ -164,6 +165,17 @@ def test_bad_params_name_the_field(api: Api, body: Any, field: str | None) -> No
     assert balance(api.db, user_id) == 1000
 
 
+def test_unstorable_value_is_a_400(api: Api) -> None:
+    user_id, headers = api.user()
+    body = {"model_id": "img-test", "params": {"prompt": "nul \u0000 byte"}}
+    response = api.generate(headers, body)
+    assert error(response, 400, "invalid_request")["details"] == {
+        "reason": "a value cannot be stored"
+    }
+    assert "u0000" not in response.text and "jsonb" not in response.text
+    assert balance(api.db, user_id) == 1000
+
+
 def test_invalid_json_body(api: Api) -> None:
     _, headers = api.user()
     response = api.client.post(
@@ -252,8 +264,11 @@ def test_list_generations_paginates(api: Api) -> None:
         if cursor is None:
             break
     assert seen == list(reversed(ids))
-    bad = api.client.get("/v1/generations", params={"before": "garbage!"}, headers=headers)
-    assert error(bad, 400, "invalid_request")["details"]["field"] == "before"
+    for garbage in ("garbage!", queries.encode_cursor("not a time", str(uuid.uuid4()))):
+        bad = api.client.get("/v1/generations", params={"before": garbage}, headers=headers)
+        assert error(bad, 400, "invalid_request")["details"]["field"] == "before"
+    huge = api.client.get("/v1/ledger", params={"before": 2**70}, headers=headers)
+    assert error(huge, 400, "invalid_request")["details"]["field"] == "before"
     over = api.client.get("/v1/generations", params={"limit": 1000}, headers=headers)
     assert error(over, 400, "invalid_request")["details"]["field"] == "limit"
 
@@ -410,8 +425,9 @@ def test_wait_times_out_with_current_status(api: Api) -> None:
     assert 0.25 < time.monotonic() - started < 3
     assert response.status_code == 201
     assert response.json()["generation"]["status"] == "queued"
-    bad = api.generate(headers, params={"wait": "-1"})
-    assert error(bad, 400, "invalid_request")["details"]["field"] == "wait"
+    for bad_wait in ("-1", "nan", "inf", "soon"):
+        bad = api.generate(headers, params={"wait": bad_wait})
+        assert error(bad, 400, "invalid_request")["details"]["field"] == "wait"
 
 
 def test_wait_is_capped_by_the_server(db: dbutil.TestDatabase, tmp_path: Path) -> None:
@@ -427,3 +443,30 @@ def test_wait_is_capped_by_the_server(db: dbutil.TestDatabase, tmp_path: Path) -
         )
     assert response.status_code == 201
     assert time.monotonic() - started < 3
+
+
+def test_notifier_wakes_the_waiter_of_the_notified_generation(db: dbutil.TestDatabase) -> None:
+    import asyncio
+
+    from creditgate.api.waiter import CHANNEL, GenerationNotifier
+
+    async def scenario() -> None:
+        notifier = GenerationNotifier(db.api_url)
+        await notifier.start()
+        try:
+            mine, other = uuid.uuid4(), uuid.uuid4()
+            with notifier.subscribe(mine) as woken, notifier.subscribe(other) as untouched:
+                await asyncio.wait_for(notifier.listening.wait(), timeout=10)
+                woken.clear()
+                untouched.clear()
+                with owner(db) as conn:
+                    conn.execute("select pg_notify(%s, %s)", [CHANNEL, str(mine)])
+                await asyncio.wait_for(woken.wait(), timeout=5)
+                assert not untouched.is_set()
+                with owner(db) as conn:  # a payload it cannot read wakes everyone
+                    conn.execute("select pg_notify(%s, %s)", [CHANNEL, "something else"])
+                await asyncio.wait_for(untouched.wait(), timeout=5)
+        finally:
+            await notifier.stop()
+
+    asyncio.run(scenario())

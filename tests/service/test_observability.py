@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +22,23 @@ from tests.service.apiutil import auth, create_user, running, seed_models, setti
 @pytest.fixture
 def url(db: dbutil.TestDatabase, tmp_path: Path) -> Iterator[str]:
     seed_models(db)
-    with running(settings_for(db, tmp_path)) as base:
+    with running(settings_for(db, tmp_path, log_level="info")) as base:
         yield base
+
+
+def wait_for_log(
+    capsys: pytest.CaptureFixture[str], event: str, request_id: str
+) -> tuple[list[dict[str, Any]], str]:
+    """Lines of ``request_id`` once ``event`` is logged (the access line follows the response)."""
+    text = ""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        text += capsys.readouterr().err
+        lines = [line for line in log_lines(text) if line.get("request_id") == request_id]
+        if any(line["event"] == event for line in lines):
+            return lines, text
+        time.sleep(0.02)
+    raise AssertionError(f"no {event} line for {request_id}")
 
 
 def log_lines(text: str) -> list[dict[str, Any]]:
@@ -66,9 +82,7 @@ def test_logs_are_json_with_request_fields(
         headers={**auth(user), "Idempotency-Key": "log-key-1", "X-Request-Id": "req-log-1"},
     )
     assert response.status_code == 201
-    lines = [
-        line for line in log_lines(capsys.readouterr().err) if line.get("request_id") == "req-log-1"
-    ]
+    lines, text = wait_for_log(capsys, "request", "req-log-1")
     access = [line for line in lines if line["event"] == "request"]
     assert len(access) == 1
     line = access[0]
@@ -83,7 +97,7 @@ def test_logs_are_json_with_request_fields(
     assert line["duration_ms"] >= 0
     assert "level" in line and "timestamp" in line
     # Tokens never reach the logs.
-    assert auth(user)["Authorization"].split()[1] not in capsys.readouterr().err
+    assert auth(user)["Authorization"].split()[1] not in text
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -176,11 +190,8 @@ def test_500_leaks_nothing(
     for leak in ("hunter2", "internal.py", type(exc).__name__, "Traceback", "psycopg"):
         assert leak not in response.text
     # The cause is in the server's log, with the request id.
-    logged = [
-        line
-        for line in log_lines(capsys.readouterr().err)
-        if line.get("event") == "unhandled_exception"
-    ]
-    assert logged and logged[0]["request_id"] == response.headers["x-request-id"]
+    lines, _ = wait_for_log(capsys, "unhandled_exception", response.headers["x-request-id"])
+    [logged] = [line for line in lines if line["event"] == "unhandled_exception"]
+    assert "exception" in logged  # the traceback is in the log, not in the response
     metrics = httpx.get(f"{url}/metrics").text
     assert _metric(metrics, "creditgate_http_requests_total", route="/v1/models", status="500") >= 1

@@ -1,6 +1,6 @@
 -- creditgate.audit(): the generation checks (invariants 2 and 3, stuck leases, media
 -- ownership) pass on real flows and catch each kind of damage. Damage is injected as the
--- owner inside a savepoint, the audit result kept in a psql variable, then rolled back.
+-- owner in a subtransaction that pg_temp.audit_after() audits and then rolls back.
 begin;
 select plan(21);
 
@@ -10,6 +10,23 @@ language sql as $$
 $$;
 create function pg_temp.failures(p_audit jsonb, p_name text) returns bigint
 language sql as $$ select (pg_temp.check_of(p_audit, p_name) ->> 'failures')::bigint $$;
+-- The audit as it would be after p_damage; the damage itself is undone (a plpgsql variable
+-- outlives the rolled-back subtransaction).
+create function pg_temp.audit_after(p_damage text, p_since timestamptz default null) returns jsonb
+language plpgsql as $$
+declare
+  v_audit jsonb;
+begin
+  begin
+    execute p_damage;
+    v_audit := creditgate.audit(p_since);
+    raise exception using errcode = 'TT001', message = 'undo the damage';
+  exception when sqlstate 'TT001' then
+    null;
+  end;
+  return v_audit;
+end
+$$;
 
 select tests.worker_models();
 select tests.create_user() as u \gset
@@ -50,36 +67,27 @@ select is(
 );
 
 -- A generation nobody paid for.
-savepoint s;
-insert into creditgate.generations (id, user_id, model_id, kind, params, cost, idempotency_key, request_hash, charge_key)
-values ('a0000000-0000-4000-8000-000000000001', :'u', 'img-test', 'image', '{}', 100, 'free-ride', 'x', 'charge:free-ride');
-select creditgate.audit() as a_unpaid \gset
-rollback to savepoint s;
+select pg_temp.audit_after(format($$
+  insert into creditgate.generations (id, user_id, model_id, kind, params, cost, idempotency_key, request_hash, charge_key)
+  values ('a0000000-0000-4000-8000-000000000001', %L, 'img-test', 'image', '{}', 100, 'free-ride', 'x', 'charge:free-ride')
+$$, :'u')) as a_unpaid \gset
 select is(pg_temp.failures(:'a_unpaid', 'generation_charged_once'), 1::bigint, 'a generation without a spend is caught');
 select is(pg_temp.check_of(:'a_unpaid', 'generation_charged_once') #>> '{samples,0,generation_id}',
   'a0000000-0000-4000-8000-000000000001', 'and named in the samples');
 select is((:'a_unpaid'::jsonb ->> 'ok')::boolean, false, 'the audit is not ok');
 
 -- Charged the wrong amount.
-savepoint s;
-update creditgate.generations set cost = 99 where id = :'g_queued';
-select creditgate.audit() as a_amount \gset
-rollback to savepoint s;
+select pg_temp.audit_after(format('update creditgate.generations set cost = 99 where id = %L', :'g_queued')) as a_amount \gset
 select is(pg_temp.failures(:'a_amount', 'generation_charged_once'), 1::bigint, 'a spend that is not the cost is caught');
 
 -- A second spend naming the generation.
-savepoint s;
-select creditgate_private.spend_credits(:'v', 5, 'charge-again:' || :'g_queued', :'g_queued'::uuid);
-select creditgate.audit() as a_twice \gset
-rollback to savepoint s;
+select pg_temp.audit_after(format('select creditgate_private.spend_credits(%L, 5, %L, %L)',
+  :'v', 'charge-again:' || :'g_queued', :'g_queued')) as a_twice \gset
 select is(pg_temp.failures(:'a_twice', 'generation_charged_once'), 1::bigint, 'a second charge for one generation is caught');
 
 -- A double refund of a failed generation (a second key slipping past the cap).
-savepoint s;
-select creditgate_private.post_entry(:'u', 'refund', 100, 'refund-again:' || :'g_fail', 'x',
-  'charge:' || :'g_fail', :'g_fail'::uuid);
-select creditgate.audit() as a_double \gset
-rollback to savepoint s;
+select pg_temp.audit_after(format('select creditgate_private.post_entry(%L, %L, 100, %L, %L, %L, %L)',
+  :'u', 'refund', 'refund-again:' || :'g_fail', 'x', 'charge:' || :'g_fail', :'g_fail')) as a_double \gset
 select is(pg_temp.failures(:'a_double', 'generation_refunds_match_outcome'), 1::bigint, 'a double refund is caught');
 select is((pg_temp.check_of(:'a_double', 'generation_refunds_match_outcome') #> '{samples,0}') - 'actual_cost',
   jsonb_build_object('generation_id', :'g_fail', 'status', 'failed', 'cost', 100, 'refunded', 200, 'entries', 2),
@@ -87,56 +95,50 @@ select is((pg_temp.check_of(:'a_double', 'generation_refunds_match_outcome') #> 
 select is(pg_temp.failures(:'a_double', 'refunds_within_charge'), 1::bigint, 'the ledger-side check agrees');
 
 -- A failed or canceled generation that was never refunded.
-savepoint s;
-update creditgate.generations set status = 'canceled', finished_at = now() where id = :'g_queued';
-select creditgate.audit() as a_unrefunded \gset
-rollback to savepoint s;
-select is(pg_temp.failures(:'a_unrefunded', 'generation_refunds_match_outcome'), 1::bigint, 'a canceled generation without its refund is caught');
+select pg_temp.audit_after(format(
+  'update creditgate.generations set status = %L, finished_at = now() where id = %L', 'canceled', :'g_queued'
+)) as a_unrefunded \gset
+select is(pg_temp.failures(:'a_unrefunded', 'generation_refunds_match_outcome'), 1::bigint,
+  'a canceled generation without its refund is caught');
 
 -- A success refunded something other than cost - actual_cost.
-savepoint s;
-update creditgate.generations set actual_cost = 20 where id = :'g_ok';
-select creditgate.audit() as a_partial \gset
-rollback to savepoint s;
-select is(pg_temp.failures(:'a_partial', 'generation_refunds_match_outcome'), 1::bigint, 'a success refunded the wrong amount is caught');
+select pg_temp.audit_after(format('update creditgate.generations set actual_cost = 20 where id = %L', :'g_ok')) as a_partial \gset
+select is(pg_temp.failures(:'a_partial', 'generation_refunds_match_outcome'), 1::bigint,
+  'a success refunded the wrong amount is caught');
 
 -- A refund for a job still queued (e.g. a re-queued job refunded early).
-savepoint s;
-select creditgate_private.refund_credits(:'v', 'charge:' || :'g_retry', 100, 'refund:' || :'g_retry');
-select creditgate.audit() as a_early \gset
-rollback to savepoint s;
+select pg_temp.audit_after(format('select creditgate_private.refund_credits(%L, %L, 100, %L)',
+  :'v', 'charge:' || :'g_retry', 'refund:' || :'g_retry')) as a_early \gset
 select is(pg_temp.failures(:'a_early', 'generation_refunds_match_outcome'), 1::bigint, 'a refund before the outcome is caught');
 
 -- Stuck leases: the reaper has not run for a while.
-savepoint s;
-update creditgate.generations set lease_expires_at = now() - interval '9 minutes' where id = :'g_run';
-select creditgate.audit() as a_recent \gset
-update creditgate.generations set lease_expires_at = now() - interval '11 minutes' where id = :'g_run';
-select creditgate.audit() as a_stuck \gset
-rollback to savepoint s;
+select pg_temp.audit_after(format(
+  'update creditgate.generations set lease_expires_at = now() - interval %L where id = %L', '9 minutes', :'g_run'
+)) as a_recent \gset
+select pg_temp.audit_after(format(
+  'update creditgate.generations set lease_expires_at = now() - interval %L where id = %L', '11 minutes', :'g_run'
+)) as a_stuck \gset
 select is(pg_temp.failures(:'a_recent', 'stuck_leases'), 0::bigint, 'a lease expired 9 minutes ago is not stuck yet');
 select is(pg_temp.failures(:'a_stuck', 'stuck_leases'), 1::bigint, 'a lease expired 11 minutes ago is stuck');
 select is(pg_temp.check_of(:'a_stuck', 'stuck_leases') #>> '{samples,0,generation_id}', :'g_run', 'named in the samples');
 
 -- Media of another user than its generation's.
-savepoint s;
-select tests.media_for(:'u') as m \gset
-update creditgate.media set user_id = :'v' where id = :'m';
-select creditgate.audit() as a_media \gset
-rollback to savepoint s;
-select is(pg_temp.failures(:'a_media', 'media_owned_like_generation'), 1::bigint, 'media owned by someone else than its generation''s owner is caught');
-select is(pg_temp.check_of(:'a_media', 'media_owned_like_generation') #>> '{samples,0,media_id}', :'m', 'named in the samples');
+select pg_temp.audit_after(format(
+  'select tests.media_for(%L); update creditgate.media set user_id = %L where user_id = %L', :'u', :'v', :'u'
+)) as a_media \gset
+select is(pg_temp.failures(:'a_media', 'media_owned_like_generation'), 1::bigint,
+  'media owned by someone else than its generation''s owner is caught');
+select is(pg_temp.check_of(:'a_media', 'media_owned_like_generation') #>> '{samples,0,user_id}', :'v', 'named in the samples');
 
 -- since: only generations changed or with ledger activity since then are re-derived.
-savepoint s;
-update creditgate.generations set cost = 99 where id = :'g_queued';
-select creditgate.audit(now() + interval '1 minute') as a_since \gset
-select creditgate.audit(now() - interval '1 day') as a_since_wide \gset
-rollback to savepoint s;
+select pg_temp.audit_after(format('update creditgate.generations set cost = 99 where id = %L', :'g_queued'),
+  now() + interval '1 minute') as a_since \gset
+select pg_temp.audit_after(format('update creditgate.generations set cost = 99 where id = %L', :'g_queued'),
+  now() - interval '1 day') as a_since_wide \gset
 select is(pg_temp.failures(:'a_since', 'generation_charged_once'), 0::bigint, 'since skips generations untouched since then');
 select is(pg_temp.failures(:'a_since_wide', 'generation_charged_once'), 1::bigint, 'a window covering the change re-checks it');
 
-select is((creditgate.audit() ->> 'ok')::boolean, true, 'rolled back: clean again');
+select is((creditgate.audit() ->> 'ok')::boolean, true, 'every damage was undone: clean again');
 
 select * from finish();
 rollback;

@@ -44,7 +44,7 @@ select is(
 );
 select is(
   (select array_agg(f.sig order by f.sig) from fns as f
-   join pg_proc as p on p.oid = f.sig::regprocedure
+   inner join pg_proc as p on p.oid = f.sig::regprocedure
    where f.sig like 'creditgate.%'
      and not (p.prosecdef and p.proconfig @> array['search_path=""'])),
   null,
@@ -52,7 +52,7 @@ select is(
 );
 select is(
   (select array_agg(f.sig order by f.sig) from fns as f
-   join pg_proc as p on p.oid = f.sig::regprocedure
+   inner join pg_proc as p on p.oid = f.sig::regprocedure
    where not coalesce(p.proconfig @> array['search_path=""'], false)),
   null,
   'helpers pin the search_path too'
@@ -65,15 +65,15 @@ select is(
 );
 select is(
   (select array_agg(f.sig || ': ' || c.message order by f.sig) from fns as f
-   join pg_proc as p on p.oid = f.sig::regprocedure
-   join pg_language as l on l.oid = p.prolang and l.lanname = 'plpgsql'
+   inner join pg_proc as p on p.oid = f.sig::regprocedure
+   inner join pg_language as l on l.oid = p.prolang and l.lanname = 'plpgsql'
    cross join lateral plpgsql_check_function_tb(f.sig::regprocedure) as c),
   null,
   'plpgsql_check is clean'
 );
 select is(
   (select array_agg(c.relname || '.' || a.attname order by c.relname, a.attname)
-   from pg_attribute as a join pg_class as c on c.oid = a.attrelid
+   from pg_attribute as a inner join pg_class as c on c.oid = a.attrelid
    where (c.oid, a.attname) in (('creditgate.generations'::regclass, 'settled_lease_token'),
                                 ('creditgate_private.provider_calls'::regclass, 'lease_token'))
      and col_description(c.oid, a.attnum) is null),

@@ -23,7 +23,7 @@ select is(
   'every seeded model is routed to the local runner'
 );
 select is(
-  (select count(*) from creditgate.loras as l join creditgate_private.lora_sources as s on s.lora_id = l.id),
+  (select count(*) from creditgate.loras as l inner join creditgate_private.lora_sources as s on s.lora_id = l.id),
   (select count(*) from creditgate.loras),
   'every LoRA has a server-side source'
 );

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from creditgate.auth import AuthError
 from creditgate.db import ApiError
+from creditgate.observability import bind, get_logger
 
 __all__ = [
     "REQUEST_ID_KEY",
@@ -119,6 +120,7 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 async def _auth_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthError)
+    bind(auth_error=exc.reason)
     # The reason is safe to disclose (expired, wrong_audience...); the detail may quote the
     # token's contents, so it stays in the logs.
     return error_response(
@@ -138,6 +140,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(request.scope, exc.status_code, code, headers=exc.headers)
 
 
+async def _data_error(request: Request, exc: Exception) -> Response:
+    # SQLSTATE class 22 (e.g. a NUL character jsonb cannot store): the input, not the server,
+    # is at fault. PostgREST answers 400 too. The database's wording stays in the log.
+    assert isinstance(exc, psycopg.Error)
+    get_logger("creditgate.api").warning(
+        "data_exception", sqlstate=exc.diag.sqlstate, error=exc.diag.message_primary
+    )
+    return error_response(
+        request.scope, 400, "invalid_request", details={"reason": "a value cannot be stored"}
+    )
+
+
 async def _db_unavailable(request: Request, exc: Exception) -> Response:
     return error_response(request.scope, 503, "unavailable", headers={"Retry-After": "1"})
 
@@ -147,6 +161,7 @@ def exception_handlers() -> dict[Any, Any]:
         ApiError: _api_error,
         AuthError: _auth_error,
         HTTPException: _http_error,
+        psycopg.errors.DataError: _data_error,
         psycopg_pool.PoolTimeout: _db_unavailable,
         psycopg.OperationalError: _db_unavailable,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from collections.abc import Mapping
 from typing import Any, LiteralString
 from uuid import UUID
@@ -158,6 +159,9 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, generation_id = json.loads(raw)
         if not isinstance(created_at, str) or len(created_at) > 64:
+            raise ValueError
+        parsed = datetime.fromisoformat(created_at)
+        if parsed.tzinfo is None:
             raise ValueError
         return created_at, str(UUID(generation_id))
     except (ValueError, TypeError):

@@ -64,6 +64,7 @@ class WaitQuery(QueryModel):
     wait: float | None = Field(
         default=None,
         ge=0,
+        allow_inf_nan=False,
         description="Seconds to wait for a terminal status (capped by the server).",
     )
 
@@ -77,7 +78,9 @@ class GenerationsQuery(QueryModel):
 
 class LedgerQuery(QueryModel):
     limit: int = Field(default=50, ge=1, le=200)
-    before: int | None = Field(default=None, ge=1, description="Entries with a smaller id.")
+    before: int | None = Field(
+        default=None, ge=1, le=2**63 - 1, description="Entries with a smaller id."
+    )
 
 
 class StatsQuery(QueryModel):

@@ -53,6 +53,8 @@ class GenerationNotifier:
         self._channel = channel
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
+        #: Set while the LISTEN connection is up.
+        self.listening = asyncio.Event()
 
     async def start(self) -> None:
         if self._task is None and self._conninfo:
@@ -101,6 +103,7 @@ class GenerationNotifier:
                 async with conn:
                     await conn.execute(sql.SQL("listen {}").format(sql.Identifier(self._channel)))
                     delay = 0.5
+                    self.listening.set()
                     self._wake_all()  # anything may have finished while we were away
                     async for notify in conn.notifies():
                         self.dispatch(notify.payload)
@@ -108,6 +111,7 @@ class GenerationNotifier:
                 raise
             except Exception as exc:  # keep listening; waiters also poll
                 log.warning("listener_disconnected", error=type(exc).__name__, retry_in=delay)
+            self.listening.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
