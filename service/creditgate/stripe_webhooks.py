@@ -30,6 +30,9 @@ Events handled (anything else is acknowledged with 200 and ignored):
     be money arithmetic outside the database; an admin can adjust), and a later event that
     completes the refund claws back the whole amount once.
 
+Clawbacks are keyed by the charge (``charge:<charge id>``), not the event, so a refund and
+a dispute of the same charge take the credits back once.
+
 ``charge.dispute.created``
     -> ``service_clawback`` with ``metadata.user_id`` / ``metadata.credits`` of the dispute,
     or of its ``charge`` when Stripe sends it expanded. The clawback takes at most what is
@@ -199,10 +202,22 @@ async def _apply(db: Database, event: Mapping[str, Any]) -> dict[str, Any]:
     if event_type == "charge.refunded":
         if obj.get("refunded") is not True:
             return {**ack, "ignored": "partial_refund"}
-        return {**ack, "result": await _clawback(db, event_id, obj, "stripe refund")}
+        key = _clawback_key(event_id, obj.get("id"))
+        return {**ack, "result": await _clawback(db, key, obj, "stripe refund")}
     # charge.dispute.created: the dispute's own metadata, else an expanded charge's.
-    source = obj if _dict(obj.get("metadata")).get("user_id") else _dict(obj.get("charge")) or obj
-    return {**ack, "result": await _clawback(db, event_id, source, "stripe dispute")}
+    charge = obj.get("charge")
+    source = obj if _dict(obj.get("metadata")).get("user_id") else _dict(charge) or obj
+    charge_id = charge if isinstance(charge, str) else _dict(charge).get("id")
+    key = _clawback_key(event_id, charge_id)
+    return {**ack, "result": await _clawback(db, key, source, "stripe dispute")}
+
+
+def _clawback_key(event_id: str, charge_id: Any) -> str:
+    """Claw back once per charge: a refund and a dispute of one charge share the key, so
+    the second one replays the first instead of taking the credits twice."""
+    if isinstance(charge_id, str) and charge_id.startswith("ch_"):
+        return f"charge:{charge_id}"
+    return event_id
 
 
 async def handle_event(db: Database, event: Mapping[str, Any]) -> dict[str, Any]:

@@ -285,3 +285,29 @@ def test_request_notifies_workers(seeded: dbutil.TestDatabase) -> None:
         )
         payloads = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
     assert payloads == [created["generation_id"]]
+
+
+def test_terminal_status_notifies_waiters_not_workers(seeded: dbutil.TestDatabase) -> None:
+    """Cancel (like settle and reap) wakes HTTP waiters on their own channel; workers,
+    listening on creditgate_generations, are not woken for a finished job."""
+    db = seeded
+    user = new_user(db)
+    with (
+        psycopg.connect(db.owner_url, autocommit=True) as listener,
+        pgrest.connect(db.api_url) as conn,
+    ):
+        created = pgrest.rpc(
+            conn,
+            "request_generation",
+            {"model_id": "img-test", "params": {"prompt": "bye"}, "idempotency_key": "n-2"},
+            role="authenticated",
+            user_id=user,
+        )
+        listener.execute("listen creditgate_generation_settled")
+        listener.execute("listen creditgate_generations")
+        pgrest.rpc(
+            conn, "cancel_generation", {"generation_id": created["generation_id"]},
+            role="authenticated", user_id=user,
+        )
+        got = [(n.channel, n.payload) for n in listener.notifies(timeout=3)]
+    assert got == [("creditgate_generation_settled", created["generation_id"])]

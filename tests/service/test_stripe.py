@@ -198,6 +198,21 @@ def test_dispute_claws_back_what_is_left(hook: Hook) -> None:
     assert balance(hook.db, other) == 990
 
 
+def test_refund_and_dispute_of_one_charge_claw_back_once(hook: Hook) -> None:
+    user = create_user(hook.db)
+    hook.post(stripe_event("checkout.session.completed", checkout(user)))
+    assert balance(hook.db, user) == 1200
+    meta = {"user_id": user, "credits": "200"}
+    refund = {"id": "ch_9", "object": "charge", "refunded": True, "metadata": meta}
+    assert hook.post(stripe_event("charge.refunded", refund)).status_code == 200
+    assert balance(hook.db, user) == 1000
+    dispute = {"id": "dp_9", "object": "dispute", "charge": "ch_9", "metadata": meta}
+    response = hook.post(stripe_event("charge.dispute.created", dispute))
+    assert response.status_code == 200, response.text
+    assert response.json()["result"]["replayed"] is True
+    assert balance(hook.db, user) == 1000
+
+
 def test_unknown_event_type_is_acknowledged(hook: Hook) -> None:
     response = hook.post(stripe_event("customer.created", {"id": "cus_1", "object": "customer"}))
     assert response.status_code == 200

@@ -42,6 +42,7 @@ begin
   set status = 'canceled', finished_at = now(), updated_at = now(),
       error = jsonb_build_object('code', 'canceled', 'message', 'Canceled by the user.')
   where g.id = v_generation.id;
+  perform pg_notify('creditgate_generation_settled', v_generation.id::text);
   v_refund := creditgate_private.refund_credits(
     v_user_id, v_generation.charge_key, v_generation.cost, 'refund:' || v_generation.id,
     'canceled', jsonb_build_object('generation_id', v_generation.id)

@@ -735,6 +735,9 @@ begin
   where g.id = v_generation.id;
   if v_requeued then
     perform pg_notify('creditgate_generations', v_generation.id::text);
+  else
+    -- Wakes HTTP requests waiting for this generation (a channel workers do not listen on).
+    perform pg_notify('creditgate_generation_settled', v_generation.id::text);
   end if;
   return v_result;
 end
@@ -818,6 +821,7 @@ begin
         finished_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
       where g.id = v_generation.id;
+      perform pg_notify('creditgate_generation_settled', v_generation.id::text);
       v_refunded := v_refunded + (creditgate_private.refund_credits(
         v_generation.user_id, v_generation.charge_key, v_generation.cost,
         'refund:' || v_generation.id::text, 'generation failed: worker lease expired',

@@ -127,7 +127,8 @@ def _operation(op: Operation, refs: Refs) -> dict[str, Any]:
             entry["content"] = {op.content_type: {}}
         responses[str(status)] = entry
     error_ref = refs[(schemas.ErrorResponse, "serialization")]
-    for status in sorted({*op.errors, 500}):
+    statuses = {*op.errors, 500, *((413,) if body is not None else ())}
+    for status in sorted(statuses):
         entry = {
             "description": _ERROR_TEXT.get(status, "Error"),
             "content": {"application/json": {"schema": error_ref}},

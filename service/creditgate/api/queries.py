@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, LiteralString
 from uuid import UUID
 

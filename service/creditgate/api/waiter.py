@@ -1,6 +1,7 @@
 """Waiting for a generation to finish: LISTEN/NOTIFY with a polling safety net.
 
-One listener connection per process runs ``LISTEN creditgate_generations``. A waiter
+One listener connection per process runs ``LISTEN creditgate_generation_settled``
+(notified by settle, reap and cancel). A waiter
 subscribes to its generation id; a notification whose payload names that id (a bare UUID, or
 JSON with ``generation_id`` or ``id``) wakes it, and a payload the listener cannot read
 wakes every waiter. Waiters re-read the status through SQL after each wake-up and also poll
@@ -22,7 +23,8 @@ from creditgate.observability import get_logger
 
 __all__ = ["CHANNEL", "TERMINAL", "GenerationNotifier", "wait_for_terminal"]
 
-CHANNEL = "creditgate_generations"
+# Notified by settle, reap and cancel when a generation reaches a terminal status.
+CHANNEL = "creditgate_generation_settled"
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
 log = get_logger("creditgate.waiter")
