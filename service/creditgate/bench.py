@@ -469,10 +469,16 @@ def run_pgbench(
 
 
 def settle(cfg: BenchConfig) -> None:
-    """Between runs: vacuum and checkpoint, so one run's debris does not tax the next."""
-    with psycopg.connect(localdb.dsn_for(cfg.admin_url, dbname=cfg.database), autocommit=True) as c:
-        c.execute("vacuum analyze")
-        c.execute("checkpoint")
+    """Between runs: vacuum and checkpoint (as the admin connection: CHECKPOINT needs a
+    superuser), so one run's dead tuples and dirty pages do not tax the next."""
+    try:
+        with psycopg.connect(
+            localdb.dsn_for(cfg.admin_url, dbname=cfg.database), autocommit=True
+        ) as conn:
+            conn.execute("vacuum analyze")
+            conn.execute("checkpoint")
+    except psycopg.Error as exc:
+        raise BenchError(f"cannot vacuum and checkpoint {cfg.database}: {exc}") from exc
 
 
 def compute_ratios(runs: list[RunResult]) -> list[Ratio]:

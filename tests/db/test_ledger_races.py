@@ -410,3 +410,30 @@ def test_random_mix_for_20_seconds_has_no_deadlock_and_audits_clean(
                    casts={"now": "timestamptz"})
     assert query(db, "select min(balance) from creditgate.balances") >= 0
     assert_audit_clean(db)
+
+
+# --------------------------------------------------------------------------- clawbacks
+
+
+def test_one_clawback_event_raced_for_two_users_is_applied_once(db: dbutil.TestDatabase) -> None:
+    """A misrouted Stripe event delivered for two users at once: one user's clawback is
+    recorded, every other call replays it or gets PT409, never an unexpected error."""
+    users = [new_user(db) for _ in range(2)]  # nothing spendable: taken = 0, no ledger entry
+    calls: list[Call] = [
+        (lambda user: lambda conn: pgrest.rpc(
+            conn, "service_clawback",
+            {"event_id": "evt_dispute", "user_id": user, "amount": 10, "reason": "dispute"},
+            casts={"amount": "bigint"},
+        ))(users[i % 2])
+        for i in range(40)
+    ]
+    outcomes = fire(db.api_url, calls, pool_size(db, 40))
+
+    assert {o.sqlstate for o in outcomes} <= {None, "PT409"}, [o.message for o in outcomes]
+    assert {o.message for o in outcomes if o.sqlstate} <= {"idempotency_key_reused"}
+    done = [o.result for o in outcomes if o.sqlstate is None]
+    assert Counter(r["replayed"] for r in done)[False] == 1
+    assert query(
+        db, "select count(*) from creditgate_private.clawbacks where idempotency_key = 'stripe:evt_dispute'"
+    ) == 1
+    assert_audit_clean(db)

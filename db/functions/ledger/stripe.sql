@@ -115,7 +115,15 @@ begin
     v_balance := v_entry.balance_after;
   end if;
   insert into creditgate_private.clawbacks (idempotency_key, user_id, requested, taken, ledger_id, reason)
-  values (v_key, service_clawback.user_id, service_clawback.amount, v_taken, v_entry.id, service_clawback.reason);
+  values (v_key, service_clawback.user_id, service_clawback.amount, v_taken, v_entry.id, service_clawback.reason)
+  on conflict (idempotency_key) do nothing;
+  if not found then
+    -- The same event for another user, committed meanwhile (same-user calls serialize on
+    -- the balance lock and replay above). Nothing of this call survives the error.
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', v_key)
+    );
+  end if;
   return jsonb_build_object(
     'requested', service_clawback.amount, 'taken', v_taken,
     'shortfall', service_clawback.amount - v_taken, 'entry_id', v_entry.id,
