@@ -14,7 +14,7 @@ select plan(13);
 create temp view our_relations as
 select c.oid, c.oid::regclass::text as name, n.nspname as schema, c.relkind, c.relrowsecurity
 from pg_class as c
-join pg_namespace as n on n.oid = c.relnamespace
+inner join pg_namespace as n on n.oid = c.relnamespace
 where n.nspname in ('creditgate', 'creditgate_private')
   and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
   and not exists (select 1 from pg_depend as d where d.objid = c.oid and d.deptype = 'e');
@@ -23,8 +23,8 @@ create temp view our_functions as
 select p.oid, p.oid::regprocedure::text as name, n.nspname as schema, p.proname, p.prosecdef,
   p.proconfig, p.prorettype, p.prokind, l.lanname, p.proacl, p.proowner
 from pg_proc as p
-join pg_namespace as n on n.oid = p.pronamespace
-join pg_language as l on l.oid = p.prolang
+inner join pg_namespace as n on n.oid = p.pronamespace
+inner join pg_language as l on l.oid = p.prolang
 where n.nspname in ('creditgate', 'creditgate_private')
   and not exists (select 1 from pg_depend as d where d.objid = p.oid and d.deptype = 'e');
 

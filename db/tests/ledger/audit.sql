@@ -53,10 +53,10 @@ select is(
 select tests.as_owner();
 
 -- 1. The cached balance edited directly.
-savepoint c1;
+savepoint c1; -- noqa: PRS
 update creditgate.balances set balance = balance + 5 where user_id = '06000000-0000-4000-8000-000000000001';
 select creditgate.audit() as c1 \gset
-rollback to savepoint c1;
+rollback to savepoint c1; -- noqa: PRS
 select is((:'c1'::jsonb ->> 'ok')::boolean, false, 'an edited balance: ok is false');
 select is(pg_temp.failing(:'c1'), array['balance_matches_ledger_and_lots'], 'reported by the balance check alone');
 select is(
@@ -65,12 +65,12 @@ select is(
 );
 
 -- 2. Triggers disabled, a debit posted with a positive delta.
-savepoint c2;
+savepoint c2; -- noqa: PRS
 alter table creditgate.ledger disable trigger user;
 insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash)
 values ('06000000-0000-4000-8000-000000000002', 'spend', 5, 5, 5, 'wrong-sign', 'x');
 select creditgate.audit() as c2 \gset
-rollback to savepoint c2;
+rollback to savepoint c2; -- noqa: PRS
 select is((:'c2'::jsonb ->> 'ok')::boolean, false, 'a spend with a positive delta: ok is false');
 select ok(
   pg_temp.failing(:'c2') @> array['balance_matches_ledger_and_lots', 'entry_lot_movements_match_delta'],
@@ -78,11 +78,11 @@ select ok(
 );
 
 -- 3. Triggers on, a credit inserted directly (no lot, no balance update).
-savepoint c3;
+savepoint c3; -- noqa: PRS
 insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash)
 values ('06000000-0000-4000-8000-000000000001', 'grant', 50, 0, 0, 'direct-grant', 'x');
 select creditgate.audit() as c3 \gset
-rollback to savepoint c3;
+rollback to savepoint c3; -- noqa: PRS
 select is((:'c3'::jsonb ->> 'ok')::boolean, false, 'a direct ledger insert: ok is false');
 select is(pg_temp.failing(:'c3'),
   array['balance_matches_ledger_and_lots', 'entry_lot_movements_match_delta'],
@@ -93,7 +93,7 @@ select is(
 );
 
 -- 4. A wrong balance_after, everything else made consistent.
-savepoint c4;
+savepoint c4; -- noqa: PRS
 alter table creditgate.ledger disable trigger ledger_before_insert;
 with e as (
   insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash)
@@ -108,17 +108,17 @@ insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
 select lot.source_entry_id, lot.id, 10 from lot;
 update creditgate.balances set balance = balance + 10 where user_id = '06000000-0000-4000-8000-000000000001';
 select creditgate.audit() as c4 \gset
-rollback to savepoint c4;
+rollback to savepoint c4; -- noqa: PRS
 select is((:'c4'::jsonb ->> 'ok')::boolean, false, 'a broken balance_after: ok is false');
 select is(pg_temp.failing(:'c4'), array['balance_after_chain'], 'reported by the balance_after chain alone');
 
 -- 5. The unique constraint dropped and a key applied twice.
-savepoint c5;
+savepoint c5; -- noqa: PRS
 alter table creditgate.ledger drop constraint ledger_idempotency_key_key;
 insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash)
 values ('06000000-0000-4000-8000-000000000001', 'spend', 1, 0, 0, 'a-spend', 'x');
 select creditgate.audit() as c5 \gset
-rollback to savepoint c5;
+rollback to savepoint c5; -- noqa: PRS
 select is((:'c5'::jsonb ->> 'ok')::boolean, false, 'a key applied twice: ok is false');
 select ok('idempotency_keys_unique' = any(pg_temp.failing(:'c5')), 'reported by the key check');
 select is(
@@ -127,10 +127,10 @@ select is(
 );
 
 -- 6. A lot's remaining edited directly.
-savepoint c6;
+savepoint c6; -- noqa: PRS
 update creditgate.credit_lots set remaining = remaining + 1 where id = :'paid_lot';
 select creditgate.audit() as c6 \gset
-rollback to savepoint c6;
+rollback to savepoint c6; -- noqa: PRS
 select is((:'c6'::jsonb ->> 'ok')::boolean, false, 'an edited lot: ok is false');
 select is(pg_temp.failing(:'c6'),
   array['balance_matches_ledger_and_lots', 'lot_remaining_matches_movements'],
@@ -138,7 +138,7 @@ select is(pg_temp.failing(:'c6'),
 
 -- 7. More refunded than charged, everything else made consistent (the credits land in a
 --    new lot so that lots, movements and the balance all agree).
-savepoint c7;
+savepoint c7; -- noqa: PRS
 with e as (
   insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after, idempotency_key,
     request_hash, charge_key)
@@ -153,12 +153,12 @@ insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
 select lot.source_entry_id, lot.id, 250 from lot;
 update creditgate.balances set balance = balance + 250 where user_id = '06000000-0000-4000-8000-000000000001';
 select creditgate.audit() as c7 \gset
-rollback to savepoint c7;
+rollback to savepoint c7; -- noqa: PRS
 select is((:'c7'::jsonb ->> 'ok')::boolean, false, 'refunds above the charge: ok is false');
 select is(pg_temp.failing(:'c7'), array['refunds_within_charge'], 'reported by the refund check alone');
 
 -- 8. A refund of a charge that does not exist, everything else made consistent.
-savepoint c8;
+savepoint c8; -- noqa: PRS
 with e as (
   insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after, idempotency_key,
     request_hash, charge_key)
@@ -173,12 +173,12 @@ insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
 select lot.source_entry_id, lot.id, 40 from lot;
 update creditgate.balances set balance = balance + 40 where user_id = '06000000-0000-4000-8000-000000000001';
 select creditgate.audit() as c8 \gset
-rollback to savepoint c8;
+rollback to savepoint c8; -- noqa: PRS
 select is(pg_temp.failing(:'c8'), array['refunds_within_charge'],
   'a refund of no charge at all is reported by the refund check');
 
 -- 9. A refund of another user's charge, everything else made consistent.
-savepoint c9;
+savepoint c9; -- noqa: PRS
 with e as (
   insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after, idempotency_key,
     request_hash, charge_key)
@@ -193,44 +193,44 @@ insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
 select lot.source_entry_id, lot.id, 4 from lot;
 update creditgate.balances set balance = balance + 4 where user_id = '06000000-0000-4000-8000-000000000001';
 select creditgate.audit() as c9 \gset
-rollback to savepoint c9;
+rollback to savepoint c9; -- noqa: PRS
 select is(pg_temp.failing(:'c9'), array['refunds_within_charge'],
   'a refund of another user''s charge is reported by the refund check');
 
 -- 10. A clawback record that claims credits were taken without a ledger entry.
-savepoint c10;
+savepoint c10; -- noqa: PRS
 insert into creditgate_private.clawbacks (idempotency_key, user_id, requested, taken, ledger_id)
 values ('stripe:phantom', '06000000-0000-4000-8000-000000000001', 10, 10, null);
 select creditgate.audit() as c10 \gset
-rollback to savepoint c10;
+rollback to savepoint c10; -- noqa: PRS
 select is(pg_temp.failing(:'c10'), array['clawbacks_match_ledger'], 'a phantom clawback is reported');
 
 -- 11. A clawback record pointing at an entry that is not its clawback.
-savepoint c11;
+savepoint c11; -- noqa: PRS
 insert into creditgate_private.clawbacks (idempotency_key, user_id, requested, taken, ledger_id)
 select 'stripe:misfiled', '06000000-0000-4000-8000-000000000001', 300, 300, id
 from creditgate.ledger where idempotency_key = 'a-spend';
 select creditgate.audit() as c11 \gset
-rollback to savepoint c11;
+rollback to savepoint c11; -- noqa: PRS
 select is(pg_temp.failing(:'c11'), array['clawbacks_match_ledger'],
   'a clawback record pointing at a spend is reported');
 
 -- 12. Settings: an unknown key, a known key of the wrong type.
-savepoint c12;
+savepoint c12; -- noqa: PRS
 insert into creditgate_private.settings (key, value) values ('no_such_setting', '1'), ('signup_bonus', '"lots"');
 select creditgate.audit() as c12 \gset
-rollback to savepoint c12;
+rollback to savepoint c12; -- noqa: PRS
 select is(pg_temp.failing(:'c12'), array['settings_known_and_typed'], 'bad settings are reported');
 select is(
   (pg_temp.check_of(:'c12', 'settings_known_and_typed') ->> 'failures')::integer, 2, 'both of them'
 );
 
 -- 13. since: per-user checks look only at users with ledger activity since then.
-savepoint c13;
+savepoint c13; -- noqa: PRS
 update creditgate.balances set balance = balance + 5 where user_id = '06000000-0000-4000-8000-000000000001';
 select creditgate.audit(now() + interval '1 minute') as c13_later \gset
 select creditgate.audit(now()) as c13_now \gset
-rollback to savepoint c13;
+rollback to savepoint c13; -- noqa: PRS
 select is((:'c13_later'::jsonb ->> 'ok')::boolean, true,
   'since after the user''s last activity: the user is not checked');
 select is(pg_temp.failing(:'c13_now'), array['balance_matches_ledger_and_lots'],

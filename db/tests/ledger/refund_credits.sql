@@ -217,7 +217,7 @@ select is(
 );
 select is(
   (select count(*) from creditgate_private.lot_movements as m
-   join creditgate.ledger as l on l.id = m.ledger_id
+   inner join creditgate.ledger as l on l.id = m.ledger_id
    where l.entry_type = 'refund' and m.amount <= 0),
   0::bigint, 'refunds only ever return credits to lots'
 );

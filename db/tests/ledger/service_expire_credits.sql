@@ -43,7 +43,7 @@ select is(
   (select remaining from creditgate.credit_lots where id = :'lot_x'), 0::bigint, 'lot x is empty'
 );
 select is(
-  (select m.amount from creditgate_private.lot_movements as m join creditgate.ledger as l on l.id = m.ledger_id
+  (select m.amount from creditgate_private.lot_movements as m inner join creditgate.ledger as l on l.id = m.ledger_id
    where l.entry_type = 'expire' and m.lot_id = :'lot_x'),
   -100::bigint, 'the expiry is recorded as a movement out of lot x'
 );

@@ -255,7 +255,7 @@ select is(
 -- ---------------------------------------------------------------- the books
 select is(
   (select count(*) from creditgate_private.lot_movements as m
-   join creditgate.ledger as l on l.id = m.ledger_id
+   inner join creditgate.ledger as l on l.id = m.ledger_id
    where l.entry_type = 'spend' and m.amount >= 0),
   0::bigint, 'spends only ever take from lots'
 );
