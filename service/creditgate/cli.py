@@ -377,10 +377,36 @@ def bench_cmd(
         "--params",
         help="request_generation params (JSON).",
     ),
+    http: bool = typer.Option(
+        True, "--http/--no-http",
+        help="Also POST /v1/generations through a running `creditgate serve` (request path).",
+    ),
+    http_duration: int | None = typer.Option(
+        None, "--http-duration", min=1, help="Seconds of HTTP load (default: --duration)."
+    ),
+    http_clients: int | None = typer.Option(
+        None, "--http-clients", min=1, help="Concurrent HTTP clients (default: --clients)."
+    ),
+    growth: bool = typer.Option(
+        False, "--growth/--no-growth",
+        help="Also measure ledger growth: bytes and WAL per generation, balance reads at "
+        "--growth-small-rows vs --growth-large-rows ledger rows (database <name>_growth).",
+    ),
+    growth_users: int = typer.Option(1_000, "--growth-users", min=2, help="Growth users."),
+    growth_cycles: int = typer.Option(
+        2_000, "--growth-cycles", min=1, help="Generations (request, claim, settle) measured."
+    ),
+    growth_small_rows: int = typer.Option(
+        10_000, "--growth-small-rows", min=1, help="Ledger rows of the first balance-read run."
+    ),
+    growth_large_rows: int = typer.Option(
+        1_000_000, "--growth-large-rows", min=2, help="Ledger rows of the second one."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 if a ratio misses its target."),
 ) -> None:
-    """Benchmark spend_credits and request_generation against a tutorial baseline (pgbench)."""
+    """Benchmark spend_credits, request_generation (pgbench) and POST /v1/generations (HTTP)
+    against a tutorial baseline; optionally ledger growth."""
     from creditgate import bench
 
     try:
@@ -390,6 +416,9 @@ def bench_cmd(
         cfg = bench.BenchConfig(
             admin_url=DatabaseSettings().admin_url, database=database, users=users,
             duration=duration, clients=clients, jobs=jobs, model_id=model, params=parsed,
+            http=http, http_duration=http_duration, http_clients=http_clients,
+            growth=growth, growth_users=growth_users, growth_cycles=growth_cycles,
+            growth_small_rows=growth_small_rows, growth_large_rows=growth_large_rows,
         )
     except ValueError as exc:
         _fail(str(exc))

@@ -119,15 +119,22 @@ comment on function creditgate_private.find_entry(text, text) is
 
 create or replace function creditgate_private.available_credits(p_user_id uuid, p_now timestamptz)
 returns bigint
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select coalesce(sum(l.remaining), 0)::bigint
+declare
+  v_available bigint;
+begin
+  -- plpgsql rather than sql throughout this file: plpgsql caches its plans per session,
+  -- a non-inlined sql function is parsed and planned again on every call.
+  select coalesce(sum(l.remaining), 0)::bigint into v_available
   from creditgate.credit_lots as l
   where l.user_id = p_user_id
     and l.remaining > 0
     and (l.expires_at is null or l.expires_at > p_now);
+  return v_available;
+end
 $$;
 comment on function creditgate_private.available_credits(uuid, timestamptz) is
 'Spendable credits: lots with something left that have not expired at p_now.';
@@ -233,17 +240,19 @@ comment on function creditgate_private.move_lots(bigint, uuid, bigint, timestamp
 
 create or replace function creditgate_private.entry_json(p_entry creditgate.ledger, p_replayed boolean)
 returns jsonb
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select jsonb_build_object(
+begin
+  return jsonb_build_object(
     'entry_id', p_entry.id,
     'entry_type', p_entry.entry_type,
     'amount', p_entry.amount,
     'balance', p_entry.balance_after,
     'replayed', p_replayed
   );
+end
 $$;
 comment on function creditgate_private.entry_json(creditgate.ledger, boolean) is
 'The result returned for a posted (or replayed) entry: the original figures.';
@@ -334,30 +343,132 @@ declare
   v_hash text;
   v_entry creditgate.ledger;
   v_available bigint;
+  v_moved bigint;
+  v_entry_id bigint;
+  v_balance_after bigint;
+  v_lot_id uuid;
+  v_remaining bigint;
 begin
+  -- The charge path of every generation, kept to few statements (see docs/benchmarks.md).
   if p_amount is null or p_amount <= 0 then
     perform creditgate_private.invalid('amount', 'must be a positive integer');
   end if;
   perform creditgate_private.check_key(p_key);
   v_hash := md5(jsonb_build_array('spend', p_user_id, p_amount, p_generation_id)::text);
 
-  perform creditgate_private.lock_balance(p_user_id);
-  v_entry := creditgate_private.find_entry(p_key, v_hash);
-  if v_entry.id is not null then
+  perform 1 from creditgate.balances as b where b.user_id = p_user_id for update;
+  if not found then
+    perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
+  end if;
+  select l.* into v_entry from creditgate.ledger as l where l.idempotency_key = p_key;
+  if found then
+    if v_entry.request_hash <> v_hash then
+      perform creditgate_private.raise_error(
+        'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+      );
+    end if;
     return creditgate_private.entry_json(v_entry, true);
   end if;
-  v_available := creditgate_private.available_credits(p_user_id, p_now);
+
+  -- Most charges fit in the first lot in burn order: take it with simple statements.
+  select l.id, l.remaining into v_lot_id, v_remaining
+  from creditgate.credit_lots as l
+  where l.user_id = p_user_id
+    and l.remaining > 0
+    and (l.expires_at is null or l.expires_at > p_now)
+  order by l.priority, l.expires_at nulls last, l.category desc, l.created_at, l.id
+  limit 1;
+  if v_remaining >= p_amount then
+    update creditgate.credit_lots as l set remaining = l.remaining - p_amount where l.id = v_lot_id;
+    v_entry := creditgate_private.post_entry(
+      p_user_id, 'spend', p_amount, p_key, v_hash, null, p_generation_id, p_reason, p_metadata
+    );
+    insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+    values (v_entry.id, v_lot_id, -p_amount);
+    return creditgate_private.entry_json(v_entry, false);
+  end if;
+
+  -- Otherwise one statement takes the lots in burn order (DESIGN §3: priority, soonest expiry with
+  -- never-expiring last, promotional before paid, oldest first), appends the entry and its
+  -- lot movements, and moves the balance. Nothing happens unless unexpired lots cover it
+  -- all. (The ledger trigger reads the balance as of before this statement: the locked one.)
+  with ordered as (
+    select
+      l.id,
+      l.remaining,
+      sum(l.remaining) over (
+        order by l.priority, l.expires_at nulls last, l.category desc, l.created_at, l.id
+      ) as running,
+      sum(l.remaining) over () as total
+    from creditgate.credit_lots as l
+    where l.user_id = p_user_id
+      and l.remaining > 0
+      and (l.expires_at is null or l.expires_at > p_now)
+  ),
+  available as (
+    select coalesce(max(o.total), 0) as total from ordered as o
+  ),
+  taken as (
+    select o.id, least(o.remaining, p_amount - (o.running - o.remaining)) as n
+    from ordered as o
+    where o.total >= p_amount and o.running - o.remaining < p_amount
+  ),
+  lots as (
+    update creditgate.credit_lots as l
+    set remaining = l.remaining - t.n
+    from taken as t
+    where l.id = t.id
+    returning l.id, t.n
+  ),
+  entry as (
+    insert into creditgate.ledger (
+      user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash,
+      generation_id, reason, metadata
+    )
+    select
+      p_user_id, 'spend', p_amount, 0, 0, p_key, v_hash,
+      p_generation_id, p_reason, coalesce(p_metadata, '{}')
+    from available as a
+    where a.total >= p_amount
+    on conflict (idempotency_key) do nothing
+    returning *
+  ),
+  moved as (
+    insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+    select e.id, t.id, -t.n from entry as e cross join lots as t
+    returning amount
+  ),
+  balance as (
+    update creditgate.balances as b
+    set balance = e.balance_after, updated_at = now()
+    from entry as e
+    where b.user_id = e.user_id
+    returning b.balance
+  )
+  select a.total, e.id, e.balance_after, (select -sum(m.amount) from moved as m)
+  into v_available, v_entry_id, v_balance_after, v_moved
+  from available as a
+  left join entry as e on true;
   if v_available < p_amount then
     perform creditgate_private.raise_error(
       'insufficient_credits',
       jsonb_build_object('required', p_amount, 'available', v_available)
     );
   end if;
-  v_entry := creditgate_private.post_entry(
-    p_user_id, 'spend', p_amount, p_key, v_hash, null, p_generation_id, p_reason, p_metadata
+  if v_entry_id is null then
+    -- Another user's transaction took this key first (same-user calls serialize on the
+    -- balance lock and were answered by the replay check above).
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+    );
+  end if;
+  if v_moved is distinct from p_amount then
+    raise exception 'lots of user % covered % of %', p_user_id, v_moved, p_amount;
+  end if;
+  return jsonb_build_object(
+    'entry_id', v_entry_id, 'entry_type', 'spend', 'amount', p_amount,
+    'balance', v_balance_after, 'replayed', false
   );
-  perform creditgate_private.move_lots(v_entry.id, p_user_id, p_amount, p_now);
-  return creditgate_private.entry_json(v_entry, false);
 end
 $$;
 comment on function creditgate_private.spend_credits(uuid, bigint, text, uuid, text, jsonb, timestamptz) is

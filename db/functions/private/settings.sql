@@ -8,11 +8,13 @@
 
 create or replace function creditgate_private.setting_defaults()
 returns table (key text, value jsonb, description text)
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  values
+begin
+  -- plpgsql so the plan is cached per session (a sql function is re-planned per call).
+  return query values
     ('maintenance_mode', 'false'::jsonb, 'true switches off new generations (PT503 maintenance)'),
     ('signup_bonus', '1000'::jsonb, 'credits granted to each new user (0 = none)'),
     ('signup_bonus_expires_days', 'null'::jsonb, 'days until the signup bonus expires (null = never)'),
@@ -24,21 +26,29 @@ as $$
      'app-wide ceiling on prompt (and chat conversation) characters; each model has its own, lower limit'),
     ('max_attempts', '3'::jsonb, 'provider attempts per generation before it fails and is refunded'),
     ('lease_seconds', '120'::jsonb, 'default worker lease on a claimed generation'),
-    ('max_lease_seconds', '3600'::jsonb, 'longest lease a worker may ask for')
+    ('max_lease_seconds', '3600'::jsonb, 'longest lease a worker may ask for');
+end
 $$;
 comment on function creditgate_private.setting_defaults() is
 'Every known setting with its default and meaning.';
 
 create or replace function creditgate_private.setting(p_key text)
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select coalesce(
-    (select s.value from creditgate_private.settings as s where s.key = p_key),
-    (select d.value from creditgate_private.setting_defaults() as d where d.key = p_key)
-  );
+declare
+  v_value jsonb;
+begin
+  -- plpgsql, not sql: its plans are cached per session, and this runs on every request.
+  select s.value into v_value from creditgate_private.settings as s where s.key = p_key;
+  if found then
+    return v_value;
+  end if;
+  select d.value into v_value from creditgate_private.setting_defaults() as d where d.key = p_key;
+  return v_value;
+end
 $$;
 comment on function creditgate_private.setting(text) is
 'Current value of a setting, falling back to its default.';

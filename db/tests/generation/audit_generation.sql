@@ -69,7 +69,7 @@ select is(
 -- A generation nobody paid for.
 select pg_temp.audit_after(format($$
   insert into creditgate.generations (id, user_id, model_id, kind, params, cost, idempotency_key, request_hash, charge_key)
-  values ('a0000000-0000-4000-8000-000000000001', %L, 'img-test', 'image', '{}', 100, 'free-ride', 'x', 'charge:free-ride')
+  values ('a0000000-0000-4000-8000-000000000001', %L, 'img-test', 'image', '{}', 100, 'free-ride', 'x', 'charge:a0000000-0000-4000-8000-000000000001')
 $$, :'u')) as a_unpaid \gset
 select is(pg_temp.failures(:'a_unpaid', 'generation_charged_once'), 1::bigint, 'a generation without a spend is caught');
 select is(pg_temp.check_of(:'a_unpaid', 'generation_charged_once') #>> '{samples,0,generation_id}',

@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 5e27f1ea5a18b43e3f2a39d62f7e74e6f5451bee1cc54e8cfb43942a63d7e00f
+-- creditgate generated migration; do not edit. source: repeatables sha256: 37437e1b4ffb8f38c34fd01e014787cfa1b9a517dd24a45e85e7f073b9813a15
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -2634,15 +2634,22 @@ comment on function creditgate_private.find_entry(text, text) is
 
 create or replace function creditgate_private.available_credits(p_user_id uuid, p_now timestamptz)
 returns bigint
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select coalesce(sum(l.remaining), 0)::bigint
+declare
+  v_available bigint;
+begin
+  -- plpgsql rather than sql throughout this file: plpgsql caches its plans per session,
+  -- a non-inlined sql function is parsed and planned again on every call.
+  select coalesce(sum(l.remaining), 0)::bigint into v_available
   from creditgate.credit_lots as l
   where l.user_id = p_user_id
     and l.remaining > 0
     and (l.expires_at is null or l.expires_at > p_now);
+  return v_available;
+end
 $$;
 comment on function creditgate_private.available_credits(uuid, timestamptz) is
 'Spendable credits: lots with something left that have not expired at p_now.';
@@ -2748,17 +2755,19 @@ comment on function creditgate_private.move_lots(bigint, uuid, bigint, timestamp
 
 create or replace function creditgate_private.entry_json(p_entry creditgate.ledger, p_replayed boolean)
 returns jsonb
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select jsonb_build_object(
+begin
+  return jsonb_build_object(
     'entry_id', p_entry.id,
     'entry_type', p_entry.entry_type,
     'amount', p_entry.amount,
     'balance', p_entry.balance_after,
     'replayed', p_replayed
   );
+end
 $$;
 comment on function creditgate_private.entry_json(creditgate.ledger, boolean) is
 'The result returned for a posted (or replayed) entry: the original figures.';
@@ -2849,30 +2858,132 @@ declare
   v_hash text;
   v_entry creditgate.ledger;
   v_available bigint;
+  v_moved bigint;
+  v_entry_id bigint;
+  v_balance_after bigint;
+  v_lot_id uuid;
+  v_remaining bigint;
 begin
+  -- The charge path of every generation, kept to few statements (see docs/benchmarks.md).
   if p_amount is null or p_amount <= 0 then
     perform creditgate_private.invalid('amount', 'must be a positive integer');
   end if;
   perform creditgate_private.check_key(p_key);
   v_hash := md5(jsonb_build_array('spend', p_user_id, p_amount, p_generation_id)::text);
 
-  perform creditgate_private.lock_balance(p_user_id);
-  v_entry := creditgate_private.find_entry(p_key, v_hash);
-  if v_entry.id is not null then
+  perform 1 from creditgate.balances as b where b.user_id = p_user_id for update;
+  if not found then
+    perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
+  end if;
+  select l.* into v_entry from creditgate.ledger as l where l.idempotency_key = p_key;
+  if found then
+    if v_entry.request_hash <> v_hash then
+      perform creditgate_private.raise_error(
+        'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+      );
+    end if;
     return creditgate_private.entry_json(v_entry, true);
   end if;
-  v_available := creditgate_private.available_credits(p_user_id, p_now);
+
+  -- Most charges fit in the first lot in burn order: take it with simple statements.
+  select l.id, l.remaining into v_lot_id, v_remaining
+  from creditgate.credit_lots as l
+  where l.user_id = p_user_id
+    and l.remaining > 0
+    and (l.expires_at is null or l.expires_at > p_now)
+  order by l.priority, l.expires_at nulls last, l.category desc, l.created_at, l.id
+  limit 1;
+  if v_remaining >= p_amount then
+    update creditgate.credit_lots as l set remaining = l.remaining - p_amount where l.id = v_lot_id;
+    v_entry := creditgate_private.post_entry(
+      p_user_id, 'spend', p_amount, p_key, v_hash, null, p_generation_id, p_reason, p_metadata
+    );
+    insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+    values (v_entry.id, v_lot_id, -p_amount);
+    return creditgate_private.entry_json(v_entry, false);
+  end if;
+
+  -- Otherwise one statement takes the lots in burn order (DESIGN §3: priority, soonest expiry with
+  -- never-expiring last, promotional before paid, oldest first), appends the entry and its
+  -- lot movements, and moves the balance. Nothing happens unless unexpired lots cover it
+  -- all. (The ledger trigger reads the balance as of before this statement: the locked one.)
+  with ordered as (
+    select
+      l.id,
+      l.remaining,
+      sum(l.remaining) over (
+        order by l.priority, l.expires_at nulls last, l.category desc, l.created_at, l.id
+      ) as running,
+      sum(l.remaining) over () as total
+    from creditgate.credit_lots as l
+    where l.user_id = p_user_id
+      and l.remaining > 0
+      and (l.expires_at is null or l.expires_at > p_now)
+  ),
+  available as (
+    select coalesce(max(o.total), 0) as total from ordered as o
+  ),
+  taken as (
+    select o.id, least(o.remaining, p_amount - (o.running - o.remaining)) as n
+    from ordered as o
+    where o.total >= p_amount and o.running - o.remaining < p_amount
+  ),
+  lots as (
+    update creditgate.credit_lots as l
+    set remaining = l.remaining - t.n
+    from taken as t
+    where l.id = t.id
+    returning l.id, t.n
+  ),
+  entry as (
+    insert into creditgate.ledger (
+      user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash,
+      generation_id, reason, metadata
+    )
+    select
+      p_user_id, 'spend', p_amount, 0, 0, p_key, v_hash,
+      p_generation_id, p_reason, coalesce(p_metadata, '{}')
+    from available as a
+    where a.total >= p_amount
+    on conflict (idempotency_key) do nothing
+    returning *
+  ),
+  moved as (
+    insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+    select e.id, t.id, -t.n from entry as e cross join lots as t
+    returning amount
+  ),
+  balance as (
+    update creditgate.balances as b
+    set balance = e.balance_after, updated_at = now()
+    from entry as e
+    where b.user_id = e.user_id
+    returning b.balance
+  )
+  select a.total, e.id, e.balance_after, (select -sum(m.amount) from moved as m)
+  into v_available, v_entry_id, v_balance_after, v_moved
+  from available as a
+  left join entry as e on true;
   if v_available < p_amount then
     perform creditgate_private.raise_error(
       'insufficient_credits',
       jsonb_build_object('required', p_amount, 'available', v_available)
     );
   end if;
-  v_entry := creditgate_private.post_entry(
-    p_user_id, 'spend', p_amount, p_key, v_hash, null, p_generation_id, p_reason, p_metadata
+  if v_entry_id is null then
+    -- Another user's transaction took this key first (same-user calls serialize on the
+    -- balance lock and were answered by the replay check above).
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+    );
+  end if;
+  if v_moved is distinct from p_amount then
+    raise exception 'lots of user % covered % of %', p_user_id, v_moved, p_amount;
+  end if;
+  return jsonb_build_object(
+    'entry_id', v_entry_id, 'entry_type', 'spend', 'amount', p_amount,
+    'balance', v_balance_after, 'replayed', false
   );
-  perform creditgate_private.move_lots(v_entry.id, p_user_id, p_amount, p_now);
-  return creditgate_private.entry_json(v_entry, false);
 end
 $$;
 comment on function creditgate_private.spend_credits(uuid, bigint, text, uuid, text, jsonb, timestamptz) is
@@ -3322,11 +3433,13 @@ revoke all on function creditgate_private.invalid(text, text) from public, anon,
 
 create or replace function creditgate_private.setting_defaults()
 returns table (key text, value jsonb, description text)
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  values
+begin
+  -- plpgsql so the plan is cached per session (a sql function is re-planned per call).
+  return query values
     ('maintenance_mode', 'false'::jsonb, 'true switches off new generations (PT503 maintenance)'),
     ('signup_bonus', '1000'::jsonb, 'credits granted to each new user (0 = none)'),
     ('signup_bonus_expires_days', 'null'::jsonb, 'days until the signup bonus expires (null = never)'),
@@ -3338,21 +3451,29 @@ as $$
      'app-wide ceiling on prompt (and chat conversation) characters; each model has its own, lower limit'),
     ('max_attempts', '3'::jsonb, 'provider attempts per generation before it fails and is refunded'),
     ('lease_seconds', '120'::jsonb, 'default worker lease on a claimed generation'),
-    ('max_lease_seconds', '3600'::jsonb, 'longest lease a worker may ask for')
+    ('max_lease_seconds', '3600'::jsonb, 'longest lease a worker may ask for');
+end
 $$;
 comment on function creditgate_private.setting_defaults() is
 'Every known setting with its default and meaning.';
 
 create or replace function creditgate_private.setting(p_key text)
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select coalesce(
-    (select s.value from creditgate_private.settings as s where s.key = p_key),
-    (select d.value from creditgate_private.setting_defaults() as d where d.key = p_key)
-  );
+declare
+  v_value jsonb;
+begin
+  -- plpgsql, not sql: its plans are cached per session, and this runs on every request.
+  select s.value into v_value from creditgate_private.settings as s where s.key = p_key;
+  if found then
+    return v_value;
+  end if;
+  select d.value into v_value from creditgate_private.setting_defaults() as d where d.key = p_key;
+  return v_value;
+end
 $$;
 comment on function creditgate_private.setting(text) is
 'Current value of a setting, falling back to its default.';
