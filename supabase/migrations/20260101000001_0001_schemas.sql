@@ -1,8 +1,11 @@
--- creditgate generated migration; do not edit. source: schema/0001_schemas.sql sha256: 097d0b9a8bb09f5c98e3a1726f742ff07546c5d799e001df554f3f9d8c9efae5
+-- creditgate generated migration; do not edit. source: schema/0001_schemas.sql sha256: 3df76621dd7043444512b51ab9121d52be74240e4dcecd2933bb8c86fa8f164c
 
 -- creditgate: the API schema (exposed through the Data API) and the private schema
--- (never exposed). Functions get no implicit EXECUTE for PUBLIC: every function file
--- grants exactly what its callers need.
+-- (never exposed). PostgreSQL grants EXECUTE on new functions to PUBLIC, and per-schema
+-- default privileges cannot take that away (only a role-wide rule could, which would
+-- reach into the host project's other schemas): so every function file revokes from
+-- public, anon and authenticated and grants exactly what its callers need, and
+-- db/tests/00_invariants.sql fails on any function that forgets.
 
 create schema if not exists creditgate;
 comment on schema creditgate is
@@ -15,7 +18,3 @@ comment on schema creditgate_private is
 grant usage on schema creditgate to anon, authenticated, service_role;
 revoke all on schema creditgate_private from public, anon, authenticated;
 
-alter default privileges in schema creditgate revoke execute on functions from public;
-alter default privileges in schema creditgate_private revoke execute on functions from public;
-alter default privileges in schema creditgate revoke all on tables from public;
-alter default privileges in schema creditgate_private revoke all on tables from public;
