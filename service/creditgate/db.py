@@ -9,9 +9,9 @@ with named arguments and explicit casts. Intentional errors come back as
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -106,9 +106,23 @@ class Database:
         claims: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
+        """``select creditgate.<fn>(name => value::type, ...)`` acting as ``role``."""
+        query, values = build_call(fn, args or {})
+        return await self.query_as(query, values, role=role, claims=claims, headers=headers)
+
+    async def query_as(
+        self,
+        query: sql.Composed | LiteralString,
+        params: Sequence[Any] | Mapping[str, Any],
+        *,
+        role: str,
+        claims: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Run one single-value query in its own transaction acting as ``role`` with
+        ``claims`` and ``headers``, exactly as PostgREST sets them (so RLS applies)."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
-        query, values = build_call(fn, args or {})
         claims = dict(claims) if claims is not None else {"role": role}
         try:
             async with self.pool.connection() as conn, conn.transaction():
@@ -118,7 +132,7 @@ class Database:
                     " set_config('request.headers', %s, true)",
                     [role, json.dumps(claims), json.dumps(dict(headers or {}))],
                 )
-                cur = await conn.execute(query, values)
+                cur = await conn.execute(query, params)
                 row = await cur.fetchone()
         except psycopg.Error as exc:
             mapped = api_error_from_db(exc)

@@ -15,10 +15,8 @@ from datetime import datetime
 from typing import Any, LiteralString
 from uuid import UUID
 
-import psycopg
-
 from creditgate.api.errors import invalid
-from creditgate.db import Database, api_error_from_db
+from creditgate.db import Database
 
 __all__ = [
     "decode_cursor",
@@ -40,22 +38,7 @@ async def select_json(
     claims: Mapping[str, Any],
     headers: Mapping[str, str],
 ) -> Any:
-    try:
-        async with db.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "select set_config('role', %s, true),"
-                " set_config('request.jwt.claims', %s, true),"
-                " set_config('request.headers', %s, true)",
-                [role, json.dumps(dict(claims)), json.dumps(dict(headers))],
-            )
-            cur = await conn.execute(query, params)
-            row = await cur.fetchone()
-    except psycopg.Error as exc:
-        mapped = api_error_from_db(exc)
-        if mapped is not None:
-            raise mapped from exc
-        raise
-    return row[0] if row else None
+    return await db.query_as(query, params, role=role, claims=claims, headers=headers)
 
 
 _MODELS: LiteralString = """
