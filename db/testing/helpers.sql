@@ -88,4 +88,28 @@ as $$
   insert into creditgate_private.admins (user_id) values (p_user_id) on conflict do nothing;
 $$;
 
+-- The error p_sql raises, as {sqlstate, message, detail}; null if it succeeds. Runs p_sql as
+-- the current role (security invoker), so it works while impersonating anon, authenticated
+-- or service_role. DETAIL becomes jsonb when it is a JSON object or array, else a JSON
+-- string. (Not tests.error_of in generation.sql, which returns a text summary.)
+create or replace function tests.error_json(p_sql text) returns jsonb
+language plpgsql
+as $$
+declare
+  v_state text;
+  v_message text;
+  v_detail text;
+begin
+  execute p_sql;
+  return null;
+exception when others then
+  get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
+    v_detail = pg_exception_detail;
+  return jsonb_build_object(
+    'sqlstate', v_state, 'message', v_message,
+    'detail', case when v_detail ~ '^\s*[\[{]' then v_detail::jsonb else to_jsonb(v_detail) end
+  );
+end
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;

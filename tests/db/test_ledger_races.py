@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,55 +25,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tests import dbutil, pgrest
-
-Call = Callable[[psycopg.Connection], Any]
-
-
-@dataclass
-class Outcome:
-    result: Any = None
-    sqlstate: str | None = None
-    message: str | None = None
-
-
-def pool_size(db: dbutil.TestDatabase, wanted: int) -> int:
-    """As many connections as wanted, leaving room for everyone else on the server."""
-    with psycopg.connect(db.admin_url, autocommit=True) as conn:
-        row = conn.execute(
-            "select current_setting('max_connections')::int - count(*)::int from pg_stat_activity"
-        ).fetchone()
-    free = int(row[0]) if row else 20
-    return max(4, min(wanted, free - 30))
-
-
-def fire(url: str, calls: list[Call], size: int) -> list[Outcome]:
-    """Run every call concurrently from `size` connections; outcomes in call order."""
-    outcomes = [Outcome() for _ in calls]
-    barrier = threading.Barrier(size)
-    errors: list[BaseException] = []
-
-    def worker(slot: int) -> None:
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                barrier.wait(timeout=60)
-                for i in range(slot, len(calls), size):
-                    try:
-                        outcomes[i].result = calls[i](conn)
-                    except psycopg.Error as exc:
-                        outcomes[i].sqlstate = exc.diag.sqlstate
-                        outcomes[i].message = exc.diag.message_primary
-        except BaseException as exc:  # surfaced below, never swallowed
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(size)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    if errors:
-        raise errors[0]
-    return outcomes
+from tests.db.race import Call, assert_audit_ok, fire, owner_value, pool_size
 
 
 def owner_call(sql: str, *params: Any) -> Call:
@@ -83,19 +34,6 @@ def owner_call(sql: str, *params: Any) -> Call:
         return row[0] if row else None
 
     return call
-
-
-def query(db: dbutil.TestDatabase, sql: str, *params: Any) -> Any:
-    with psycopg.connect(db.owner_url, autocommit=True) as conn:
-        row = conn.execute(sql, list(params)).fetchone()
-    return row[0] if row else None
-
-
-def assert_audit_clean(db: dbutil.TestDatabase) -> None:
-    with pgrest.connect(db.api_url) as conn:
-        audit = pgrest.rpc(conn, "audit", role="service_role")
-    failing = [c for c in audit["checks"] if c["failures"]]
-    assert audit["ok"] is True, failing
 
 
 def new_user(db: dbutil.TestDatabase, bonus: int = 0) -> uuid.UUID:
@@ -160,7 +98,7 @@ def test_200_concurrent_spends_against_10_spends_worth_never_overdraw(
         for i in range(200)
     ]
     try:
-        outcomes = fire(db.owner_url, calls, pool_size(db, 200))
+        outcomes = fire(db.owner_url, calls, pool_size(db, 200), join_timeout=120)
     finally:
         stop.set()
         watcher.join()
@@ -172,16 +110,16 @@ def test_200_concurrent_spends_against_10_spends_worth_never_overdraw(
     assert len(lost) == 190
     assert sorted(o.result["balance"] for o in won) == list(range(0, 70, 7))
     assert len({o.result["entry_id"] for o in won}) == 10
-    assert query(db, "select balance from creditgate.balances where user_id = %s", user) == 0
-    assert query(
+    assert owner_value(db, "select balance from creditgate.balances where user_id = %s", user) == 0
+    assert owner_value(
         db, "select count(*) from creditgate.ledger where user_id = %s and entry_type = 'spend'",
         user,
     ) == 10
-    assert query(
+    assert owner_value(
         db, "select sum(remaining) from creditgate.credit_lots where user_id = %s", user
     ) == 0
     assert seen and min(min(b, a) for b, a in seen) >= 0
-    assert_audit_clean(db)
+    assert_audit_ok(db)
 
 
 # --------------------------------------------------------------------------- checkout
@@ -189,7 +127,7 @@ def test_200_concurrent_spends_against_10_spends_worth_never_overdraw(
 
 def test_50_concurrent_deliveries_of_one_checkout_grant_once(db: dbutil.TestDatabase) -> None:
     user = new_user(db)
-    query(
+    owner_value(
         db,
         "insert into creditgate.credit_packs (id, name, credits, price_cents, stripe_price_id)"
         " values ('pack', 'Pack', 500, 500, 'price_pack') returning id",
@@ -201,17 +139,19 @@ def test_50_concurrent_deliveries_of_one_checkout_grant_once(db: dbutil.TestData
         )
         for _ in range(50)
     ]
-    outcomes = fire(db.api_url, calls, pool_size(db, 50))
+    outcomes = fire(db.api_url, calls, pool_size(db, 50), join_timeout=120)
 
     assert [o.sqlstate for o in outcomes] == [None] * 50
     assert len({o.result["entry_id"] for o in outcomes}) == 1
     assert Counter(o.result["replayed"] for o in outcomes) == {False: 1, True: 49}
     assert {o.result["balance"] for o in outcomes} == {500}
-    assert query(
+    assert owner_value(
         db, "select count(*) from creditgate.ledger where idempotency_key = 'stripe:evt_race'"
     ) == 1
-    assert query(db, "select balance from creditgate.balances where user_id = %s", user) == 500
-    assert_audit_clean(db)
+    assert owner_value(
+        db, "select balance from creditgate.balances where user_id = %s", user
+    ) == 500
+    assert_audit_ok(db)
 
 
 # --------------------------------------------------------------------------- refunds
@@ -221,7 +161,7 @@ def _charged_user(db: dbutil.TestDatabase, charge: int) -> uuid.UUID:
     user = new_user(db)
     grant(db, user, 40, "r-lot-a", priority=10)
     grant(db, user, 100, "r-lot-b", category="paid")
-    query(db, "select creditgate_private.spend_credits(%s, %s, 'the-charge')", user, charge)
+    owner_value(db, "select creditgate_private.spend_credits(%s, %s, 'the-charge')", user, charge)
     return user
 
 
@@ -233,17 +173,19 @@ def test_50_concurrent_refunds_with_one_key_refund_once(db: dbutil.TestDatabase)
         )
         for _ in range(50)
     ]
-    outcomes = fire(db.owner_url, calls, pool_size(db, 50))
+    outcomes = fire(db.owner_url, calls, pool_size(db, 50), join_timeout=120)
 
     assert [o.sqlstate for o in outcomes] == [None] * 50
     assert len({o.result["entry_id"] for o in outcomes}) == 1
     assert Counter(o.result["replayed"] for o in outcomes) == {False: 1, True: 49}
     assert {o.result["refunded"] for o in outcomes} == {100}
-    assert query(
+    assert owner_value(
         db, "select count(*) from creditgate.ledger where charge_key = 'the-charge'"
     ) == 1
-    assert query(db, "select balance from creditgate.balances where user_id = %s", user) == 140
-    assert_audit_clean(db)
+    assert owner_value(
+        db, "select balance from creditgate.balances where user_id = %s", user
+    ) == 140
+    assert_audit_ok(db)
 
 
 def test_50_concurrent_refunds_with_distinct_keys_refund_exactly_the_charge(
@@ -257,21 +199,23 @@ def test_50_concurrent_refunds_with_distinct_keys_refund_exactly_the_charge(
         )
         for i in range(50)
     ]
-    outcomes = fire(db.owner_url, calls, pool_size(db, 50))
+    outcomes = fire(db.owner_url, calls, pool_size(db, 50), join_timeout=120)
 
     assert [o.sqlstate for o in outcomes] == [None] * 50
     refunded = [o.result["refunded"] for o in outcomes]
     assert sum(refunded) == 100
     assert Counter(refunded) == {7: 14, 2: 1, 0: 35}
-    assert query(
+    assert owner_value(
         db, "select sum(amount) from creditgate.ledger where charge_key = 'the-charge'"
     ) == 100
-    assert query(db, "select balance from creditgate.balances where user_id = %s", user) == 140
-    assert query(
+    assert owner_value(
+        db, "select balance from creditgate.balances where user_id = %s", user
+    ) == 140
+    assert owner_value(
         db, "select array_agg(remaining order by priority) from creditgate.credit_lots"
         " where user_id = %s", user,
     ) == [40, 100]
-    assert_audit_clean(db)
+    assert_audit_ok(db)
 
 
 # --------------------------------------------------------------------------- everything at once
@@ -291,8 +235,8 @@ def test_random_mix_for_20_seconds_has_no_deadlock_and_audits_clean(
     so spends, refunds and sweeps race over the same lots."""
     users = [new_user(db, bonus=200) for _ in range(100)]
     admin = users[0]
-    query(db, "select tests.make_admin(%s)", admin)
-    query(
+    owner_value(db, "select tests.make_admin(%s)", admin)
+    owner_value(
         db,
         "insert into creditgate.credit_packs (id, name, credits, price_cents, stripe_price_id,"
         " expires_after) values ('mix', 'Mix', 80, 100, 'price_mix', interval '3 seconds')"
@@ -401,15 +345,15 @@ def test_random_mix_for_20_seconds_has_no_deadlock_and_audits_clean(
         assert ops[op] > 0, ops
     assert errors[("PT402", "spend")] > 0, "the mix never ran anyone dry; raise spend amounts"
 
-    assert query(db, "select count(*) from creditgate.ledger where entry_type = 'expire'") > 0, (
-        "no lot lapsed during the run: sweeps never raced spends and refunds"
-    )
+    assert owner_value(
+        db, "select count(*) from creditgate.ledger where entry_type = 'expire'"
+    ) > 0, "no lot lapsed during the run: sweeps never raced spends and refunds"
     # Let every short-lived lot lapse and sweep it, then check the books.
     with pgrest.connect(db.api_url) as api:
         pgrest.rpc(api, "service_expire_credits", {"now": datetime.now(UTC) + timedelta(days=1)},
                    casts={"now": "timestamptz"})
-    assert query(db, "select min(balance) from creditgate.balances") >= 0
-    assert_audit_clean(db)
+    assert owner_value(db, "select min(balance) from creditgate.balances") >= 0
+    assert_audit_ok(db)
 
 
 # --------------------------------------------------------------------------- clawbacks
@@ -427,13 +371,13 @@ def test_one_clawback_event_raced_for_two_users_is_applied_once(db: dbutil.TestD
         ))(users[i % 2])
         for i in range(40)
     ]
-    outcomes = fire(db.api_url, calls, pool_size(db, 40))
+    outcomes = fire(db.api_url, calls, pool_size(db, 40), join_timeout=120)
 
     assert {o.sqlstate for o in outcomes} <= {None, "PT409"}, [o.message for o in outcomes]
     assert {o.message for o in outcomes if o.sqlstate} <= {"idempotency_key_reused"}
     done = [o.result for o in outcomes if o.sqlstate is None]
     assert Counter(r["replayed"] for r in done)[False] == 1
-    assert query(
+    assert owner_value(
         db, "select count(*) from creditgate_private.clawbacks where idempotency_key = 'stripe:evt_dispute'"
     ) == 1
-    assert_audit_clean(db)
+    assert_audit_ok(db)

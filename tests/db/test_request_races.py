@@ -5,103 +5,40 @@ JWT claims and request headers set exactly as PostgREST sets them (tests.pgrest)
 line up on a barrier and fire together, so the database (not the test) decides who wins.
 
 The server's max_connections is shared with other test runs, so "N calls at once" uses up
-to ``_pool_size()`` connections, each firing its share of the calls back to back.
+to ``pool_size()`` connections, each firing its share of the calls back to back.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
 from tests import dbutil, pgrest
-
-
-@dataclass
-class Outcome:
-    result: Any = None
-    sqlstate: str | None = None
-    message: str | None = None
-
-
-def _pool_size(db: dbutil.TestDatabase, wanted: int) -> int:
-    with psycopg.connect(db.admin_url, autocommit=True) as conn:
-        row = conn.execute(
-            "select current_setting('max_connections')::int - count(*)::int from pg_stat_activity"
-        ).fetchone()
-    free = int(row[0]) if row else 20
-    return max(4, min(wanted, free - 30))
-
-
-def fire(
-    db: dbutil.TestDatabase, calls: list[Callable[[psycopg.Connection], Any]]
-) -> list[Outcome]:
-    """Run every call concurrently (as far as connections allow); outcomes in call order."""
-    size = _pool_size(db, len(calls))
-    outcomes = [Outcome() for _ in calls]
-    barrier = threading.Barrier(size)
-    errors: list[BaseException] = []
-
-    def worker(slot: int) -> None:
-        try:
-            with pgrest.connect(db.api_url) as conn:
-                barrier.wait(timeout=60)
-                for i in range(slot, len(calls), size):
-                    try:
-                        outcomes[i].result = calls[i](conn)
-                    except psycopg.Error as exc:
-                        outcomes[i].sqlstate = exc.diag.sqlstate
-                        outcomes[i].message = exc.diag.message_primary
-        except BaseException as exc:  # surfaced below, never swallowed
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(size)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    if errors:
-        raise errors[0]
-    return outcomes
+from tests.db.race import Call, assert_audit_ok, fire, owner_rows
 
 
 def as_user(
     user_id: str, fn: str, args: dict[str, Any], ip: str = "203.0.113.10"
-) -> Callable[[psycopg.Connection], Any]:
+) -> Call:
     return lambda conn: pgrest.rpc(
         conn, fn, args, role="authenticated", user_id=user_id, headers={"x-forwarded-for": ip}
     )
 
 
-def owner(db: dbutil.TestDatabase, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Run one statement as the owner (the deployer role); its rows, if it returns any."""
-    with psycopg.connect(db.owner_url, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-def assert_audit_ok(db: dbutil.TestDatabase) -> None:
-    with pgrest.connect(db.api_url) as conn:
-        report = pgrest.rpc(conn, "audit", role="service_role")
-    assert report["ok"] is True, report
-
-
 def new_user(db: dbutil.TestDatabase) -> str:
-    return str(owner(db, "select tests.create_user()")[0][0])
+    return str(owner_rows(db, "select tests.create_user()")[0][0])
 
 
 @pytest.fixture(scope="module")
 def seeded(module_db: dbutil.TestDatabase) -> Iterator[dbutil.TestDatabase]:
-    owner(module_db, "select tests.seed_models()")
-    owner(
+    owner_rows(module_db, "select tests.seed_models()")
+    owner_rows(
         module_db,
         "insert into creditgate.models (id, kind, name, price_base, max_loras, defaults)"
         " values ('race-flat', 'image', 'Flat 100', 100, 0, '{}')",
@@ -129,17 +66,20 @@ def test_one_key_many_callers_one_generation(seeded: dbutil.TestDatabase) -> Non
 
     (generation_id,) = ids
     assert (
-        owner(db, "select count(*) from creditgate.generations where user_id = %s", [user])[0][0]
+        owner_rows(
+            db, "select count(*) from creditgate.generations where user_id = %s", [user]
+        )[0][0]
         == 1
     )
-    assert owner(
+    assert owner_rows(
         db,
         "select count(*), sum(amount) from creditgate.ledger"
         " where user_id = %s and entry_type = 'spend' and generation_id = %s",
         [user, generation_id],
     )[0] == (1, 33)
     assert (
-        owner(db, "select balance from creditgate.balances where user_id = %s", [user])[0][0] == 967
+        owner_rows(db, "select balance from creditgate.balances where user_id = %s", [user])[0][0]
+        == 967
     )
     assert_audit_ok(db)
 
@@ -164,14 +104,17 @@ def test_credits_for_exactly_n(seeded: dbutil.TestDatabase) -> None:
     assert {(o.sqlstate, o.message) for o in refused} == {("PT402", "insufficient_credits")}
     assert sorted(o.result["balance"] for o in passed) == list(range(0, 1000, 100))
     assert (
-        owner(db, "select balance from creditgate.balances where user_id = %s", [user])[0][0] == 0
+        owner_rows(db, "select balance from creditgate.balances where user_id = %s", [user])[0][0]
+        == 0
     )
     assert (
-        owner(db, "select count(*) from creditgate.generations where user_id = %s", [user])[0][0]
+        owner_rows(
+            db, "select count(*) from creditgate.generations where user_id = %s", [user]
+        )[0][0]
         == n
     )
     assert (
-        owner(
+        owner_rows(
             db,
             "select count(*) from creditgate.ledger where user_id = %s and entry_type = 'spend'",
             [user],
@@ -193,8 +136,8 @@ def test_rate_limit_exact_under_concurrency(seeded: dbutil.TestDatabase, scope: 
     db = seeded
     n = 7
     rule_id = f"race_{scope}_{uuid.uuid4().hex[:6]}"
-    owner(db, "update creditgate_private.rate_limit_rules set enabled = false")
-    owner(
+    owner_rows(db, "update creditgate_private.rate_limit_rules set enabled = false")
+    owner_rows(
         db,
         "insert into creditgate_private.rate_limit_rules (id, scope, window_seconds, max_requests)"
         " values (%s, %s, 3600, %s)",
@@ -216,17 +159,17 @@ def test_rate_limit_exact_under_concurrency(seeded: dbutil.TestDatabase, scope: 
     try:
         outcomes = fire(db, calls)
     finally:
-        owner(
+        owner_rows(
             db, "delete from creditgate_private.rate_limit_counters where rule_id = %s", [rule_id]
         )
-        owner(db, "delete from creditgate_private.rate_limit_rules where id = %s", [rule_id])
+        owner_rows(db, "delete from creditgate_private.rate_limit_rules where id = %s", [rule_id])
 
     passed = [o for o in outcomes if o.sqlstate is None]
     refused = [o for o in outcomes if o.sqlstate is not None]
     assert len(passed) == n, [(o.sqlstate, o.message) for o in refused]
     assert {(o.sqlstate, o.message) for o in refused} == {("PT429", "rate_limited")}
     assert (
-        owner(
+        owner_rows(
             db,
             "select count(*) from creditgate.generations where user_id = any(%s::uuid[])",
             [users],
@@ -254,11 +197,11 @@ def test_concurrent_cancels_refund_once(seeded: dbutil.TestDatabase) -> None:
     assert sum(o.sqlstate is None for o in outcomes) == 1
     assert {(o.sqlstate, o.message) for o in outcomes if o.sqlstate} == {("PT409", "invalid_state")}
     assert (
-        owner(db, "select balance from creditgate.balances where user_id = %s", [user])[0][0]
+        owner_rows(db, "select balance from creditgate.balances where user_id = %s", [user])[0][0]
         == 1000
     )
     assert (
-        owner(
+        owner_rows(
             db,
             "select count(*) from creditgate.ledger where user_id = %s and entry_type = 'refund'",
             [user],

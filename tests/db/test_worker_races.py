@@ -5,7 +5,7 @@ Every call is its own transaction on its own ``authenticator`` connection as
 database, not the test, decides who wins. Each test ends with a clean ``audit()``.
 
 The server's max_connections is shared with other test runs, so "N at once" uses up to
-``_pool_size()`` connections, each firing its share of the calls back to back.
+``pool_size()`` connections, each firing its share of the calls back to back.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,62 +21,14 @@ import psycopg
 import pytest
 
 from tests import dbutil, pgrest
+from tests.db.race import Call, assert_audit_ok, fire, owner_rows
 
 UUID = {"generation_id": "uuid"}
 
 
-@dataclass
-class Outcome:
-    result: Any = None
-    sqlstate: str | None = None
-    message: str | None = None
-
-
-def _pool_size(db: dbutil.TestDatabase, wanted: int) -> int:
-    with psycopg.connect(db.admin_url, autocommit=True) as conn:
-        row = conn.execute(
-            "select current_setting('max_connections')::int - count(*)::int from pg_stat_activity"
-        ).fetchone()
-    free = int(row[0]) if row else 20
-    return max(4, min(wanted, free - 30))
-
-
-def fire(
-    db: dbutil.TestDatabase, calls: list[Callable[[psycopg.Connection], Any]]
-) -> list[Outcome]:
-    """Run every call concurrently (as far as connections allow); outcomes in call order."""
-    size = _pool_size(db, len(calls))
-    outcomes = [Outcome() for _ in calls]
-    barrier = threading.Barrier(size)
-    errors: list[BaseException] = []
-
-    def worker(slot: int) -> None:
-        try:
-            with pgrest.connect(db.api_url) as conn:
-                barrier.wait(timeout=60)
-                for i in range(slot, len(calls), size):
-                    try:
-                        outcomes[i].result = calls[i](conn)
-                    except psycopg.Error as exc:
-                        outcomes[i].sqlstate = exc.diag.sqlstate
-                        outcomes[i].message = exc.diag.message_primary
-        except BaseException as exc:  # surfaced below, never swallowed
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(size)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    if errors:
-        raise errors[0]
-    return outcomes
-
-
 def service(
     fn: str, args: dict[str, Any] | None = None, casts: dict[str, str] | None = None
-) -> Callable[[psycopg.Connection], Any]:
+) -> Call:
     return lambda conn: pgrest.rpc(conn, fn, args or {}, role="service_role", casts=casts)
 
 
@@ -91,24 +42,14 @@ def call(
         return pgrest.rpc(conn, fn, args or {}, role="service_role", casts=casts)
 
 
-def owner(db: dbutil.TestDatabase, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Run one statement as the owner (the deployer role); its rows, if it returns any."""
-    with psycopg.connect(db.owner_url, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-def assert_audit_ok(db: dbutil.TestDatabase) -> None:
-    report = call(db, "audit")
-    assert report["ok"] is True, [c for c in report["checks"] if c["failures"]]
-
-
 def ledger_snapshot(db: dbutil.TestDatabase) -> list[tuple[Any, ...]]:
-    return owner(db, "select id, user_id, entry_type, amount from creditgate.ledger order by id")
+    return owner_rows(
+        db, "select id, user_id, entry_type, amount from creditgate.ledger order by id"
+    )
 
 
 def new_users(db: dbutil.TestDatabase, n: int, credits: int = 10_000) -> list[str]:
-    rows = owner(
+    rows = owner_rows(
         db,
         "select u, creditgate_private.grant_credits(u, %s, 'grant', 'race-grant:' || u)"
         " from (select tests.create_user() as u from generate_series(1, %s)) as x",
@@ -121,7 +62,7 @@ def queue(
     db: dbutil.TestDatabase, user: str, n: int, model: str = "img-test", cost: int = 100
 ) -> list[str]:
     """n charged, queued generations of `user`, in creation order."""
-    rows = owner(
+    rows = owner_rows(
         db,
         "select tests.make_queued_generation(%s, %s, %s) from generate_series(1, %s) as i order by i",
         [user, model, cost, n],
@@ -168,7 +109,7 @@ def settle_args(job: dict[str, Any], worker: str, outcome: dict[str, Any]) -> di
 
 @pytest.fixture(scope="module")
 def seeded(module_db: dbutil.TestDatabase) -> Iterator[dbutil.TestDatabase]:
-    owner(module_db, "select tests.seed_models()")
+    owner_rows(module_db, "select tests.seed_models()")
     yield module_db
 
 
@@ -176,7 +117,7 @@ def test_four_workers_claim_a_thousand_jobs_each_exactly_once(seeded: dbutil.Tes
     db = seeded
     users = new_users(db, 20)
     # Real requests through request_generation: 50 per user, 1,000 in all.
-    owner(
+    owner_rows(
         db,
         "select tests.request_as(u, 'img-test', jsonb_build_object('prompt', 'job ' || i), 'race-' || i)"
         " from unnest(%s::uuid[]) as u cross join generate_series(1, 50) as i",
@@ -184,14 +125,14 @@ def test_four_workers_claim_a_thousand_jobs_each_exactly_once(seeded: dbutil.Tes
     )
     queued = {
         str(r[0])
-        for r in owner(
+        for r in owner_rows(
             db,
             "select id from creditgate.generations where status = 'queued' and user_id = any(%s::uuid[])",
             [users],
         )
     }
     assert len(queued) == 1000
-    balances_before = dict(owner(db, "select user_id::text, balance from creditgate.balances"))
+    balances_before = dict(owner_rows(db, "select user_id::text, balance from creditgate.balances"))
 
     claimed: dict[str, list[str]] = {}
     failed_ids: set[str] = set()
@@ -247,7 +188,7 @@ def test_four_workers_claim_a_thousand_jobs_each_exactly_once(seeded: dbutil.Tes
         f"every worker got work: { {k: len(v) for k, v in claimed.items()} }"
     )
 
-    rows = owner(
+    rows = owner_rows(
         db,
         "select g.id::text, g.status, g.attempts, count(c.id), min(c.worker_id)"
         " from creditgate.generations as g"
@@ -264,7 +205,7 @@ def test_four_workers_claim_a_thousand_jobs_each_exactly_once(seeded: dbutil.Tes
     owed = Counter(
         {
             str(u): int(c)
-            for u, c in owner(
+            for u, c in owner_rows(
                 db,
                 "select user_id, sum(cost) from creditgate.generations"
                 " where status = 'succeeded' group by user_id",
@@ -272,9 +213,11 @@ def test_four_workers_claim_a_thousand_jobs_each_exactly_once(seeded: dbutil.Tes
         }
     )
     spent_before = dict(
-        owner(db, "select user_id::text, sum(cost) from creditgate.generations group by user_id")
+        owner_rows(
+            db, "select user_id::text, sum(cost) from creditgate.generations group by user_id"
+        )
     )
-    after = dict(owner(db, "select user_id::text, balance from creditgate.balances"))
+    after = dict(owner_rows(db, "select user_id::text, balance from creditgate.balances"))
     for user in users:
         assert after[user] == balances_before[user] + spent_before[user] - owed[user]
     assert_audit_ok(db)
@@ -285,7 +228,7 @@ def test_fifty_identical_settles_take_effect_once(seeded: dbutil.TestDatabase, k
     db = seeded
     (user,) = new_users(db, 1)
     (generation_id,) = queue(db, user, 1, cost=100)
-    owner(
+    owner_rows(
         db,
         "update creditgate.generations set created_at = '1999-01-01' where id = %s",
         [generation_id],
@@ -300,7 +243,9 @@ def test_fifty_identical_settles_take_effect_once(seeded: dbutil.TestDatabase, k
         }
     else:
         outcome = image_success(generation_id, files=2, actual_cost=90)
-    before = owner(db, "select balance from creditgate.balances where user_id = %s", [user])[0][0]
+    before = owner_rows(
+        db, "select balance from creditgate.balances where user_id = %s", [user]
+    )[0][0]
 
     outcomes = fire(
         db,
@@ -310,21 +255,23 @@ def test_fifty_identical_settles_take_effect_once(seeded: dbutil.TestDatabase, k
     assert [(o.sqlstate, o.message) for o in outcomes if o.sqlstate] == []
     results = [o.result for o in outcomes]
     assert all(r == results[0] for r in results), "all 50 callers get the identical result"
-    refunds = owner(
+    refunds = owner_rows(
         db,
         "select count(*), coalesce(sum(amount), 0) from creditgate.ledger"
         " where charge_key = %s and entry_type = 'refund'",
         [f"charge:{generation_id}"],
     )[0]
-    media = owner(
+    media = owner_rows(
         db, "select count(*) from creditgate.media where generation_id = %s", [generation_id]
     )[0][0]
-    calls = owner(
+    calls = owner_rows(
         db,
         "select count(*) from creditgate_private.provider_calls where generation_id = %s",
         [generation_id],
     )[0][0]
-    after = owner(db, "select balance from creditgate.balances where user_id = %s", [user])[0][0]
+    after = owner_rows(
+        db, "select balance from creditgate.balances where user_id = %s", [user]
+    )[0][0]
     if kind == "failed":
         assert results[0]["status"] == "failed" and results[0]["refunded"] == 100
         assert refunds == (1, 100) and media == 0
@@ -344,7 +291,7 @@ def test_expired_worker_settling_after_a_reclaim_gets_lease_lost(
     db = seeded
     (user,) = new_users(db, 1)
     (generation_id,) = queue(db, user, 1, cost=100)
-    owner(
+    owner_rows(
         db,
         "update creditgate.generations set created_at = '1998-01-01' where id = %s",
         [generation_id],
@@ -353,7 +300,7 @@ def test_expired_worker_settling_after_a_reclaim_gets_lease_lost(
     assert job_a["generation_id"] == generation_id
 
     # Worker A goes silent; the reaper (its clock moved past the lease) takes the job back.
-    db_now = owner(db, "select now()")[0][0]
+    db_now = owner_rows(db, "select now()")[0][0]
     reaped = call(db, "service_reap_expired_leases", {"now": db_now + timedelta(seconds=10)})
     assert reaped["requeued"] >= 1
     (job_b,) = claim(db, "worker-b", lease_seconds=300)
@@ -399,13 +346,13 @@ def test_expired_worker_settling_after_a_reclaim_gets_lease_lost(
     )
     assert (late[0].sqlstate, late[0].message) == ("PT409", "lease_lost")
     assert ledger_snapshot(db) == ledger_before, "the stale worker moved no credit"
-    assert owner(
+    assert owner_rows(
         db,
         "select status, lease_owner, lease_token::text from creditgate.generations where id = %s",
         [generation_id],
     )[0] == ("running", "worker-b", job_b["lease_token"])
     assert (
-        owner(
+        owner_rows(
             db, "select count(*) from creditgate.media where generation_id = %s", [generation_id]
         )[0][0]
         == 0
@@ -419,7 +366,7 @@ def test_expired_worker_settling_after_a_reclaim_gets_lease_lost(
     )
     assert result["status"] == "succeeded" and result["refunded"] == 0
     assert (
-        owner(
+        owner_rows(
             db,
             "select string_agg(attempt || ':' || worker_id || ':' || outcome, ',' order by id)"
             " from creditgate_private.provider_calls where generation_id = %s",
@@ -436,14 +383,14 @@ def test_settles_racing_the_reaper_each_lease_ends_once(seeded: dbutil.TestDatab
     db = seeded
     users = new_users(db, 5)
     ids = [g for u in users for g in queue(db, u, 8, cost=100)]
-    owner(
+    owner_rows(
         db,
         "update creditgate.generations set created_at = '1997-01-01' where id = any(%s::uuid[])",
         [ids],
     )
     jobs = claim(db, "racer", max_jobs=40, lease_seconds=5)
     assert {j["generation_id"] for j in jobs} == set(ids)
-    db_now = owner(db, "select now()")[0][0]
+    db_now = owner_rows(db, "select now()")[0][0]
     reap = service("service_reap_expired_leases", {"now": db_now + timedelta(seconds=30)})
     # Half the jobs fail (refund on settle), half succeed; three reapers join in.
     settles = [
@@ -479,7 +426,7 @@ def test_settles_racing_the_reaper_each_lease_ends_once(seeded: dbutil.TestDatab
         o.result["requeued"] + o.result["failed"] for o in (outcomes[0], outcomes[21], outcomes[42])
     )
     assert reaped == len(lost), "every job was ended once: by its worker or by the reaper"
-    rows = owner(
+    rows = owner_rows(
         db,
         "select g.id::text, g.status, count(c.id), bool_and(c.outcome = 'lease_expired')"
         " from creditgate.generations as g join creditgate_private.provider_calls as c on c.generation_id = g.id"
@@ -502,7 +449,7 @@ def test_settles_racing_the_reaper_each_lease_ends_once(seeded: dbutil.TestDatab
             UUID,
         )
     assert (
-        owner(
+        owner_rows(
             db, "select count(*) from creditgate.generations where status in ('queued', 'running')"
         )[0][0]
         == 0
@@ -514,7 +461,7 @@ def test_a_requeue_wakes_listening_workers(seeded: dbutil.TestDatabase) -> None:
     db = seeded
     (user,) = new_users(db, 1)
     (generation_id,) = queue(db, user, 1, cost=100)
-    owner(
+    owner_rows(
         db,
         "update creditgate.generations set created_at = '1996-01-01' where id = %s",
         [generation_id],

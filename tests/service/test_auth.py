@@ -7,8 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,7 +16,6 @@ from typing import Any, TypeVar
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -28,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from creditgate.auth import AuthError, JWTVerifier, Principal, bearer_token, mint_token
+from tests.service.apiutil import ServerThread
 
 SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 USER = "6f1f2a8e-3c1d-4b8e-9a55-0a3c9c1b7e21"
@@ -45,39 +43,6 @@ class JWKSState:
     document: Any = None  # served instead of {"keys": keys} when set
 
 
-class ServerThread:
-    """Run an ASGI app with uvicorn on 127.0.0.1 (free port) in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, lifespan="off", log_level="warning", ws="none", http="h11", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, args=([self.sock],), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
 _state = JWKSState()
 
 
@@ -90,7 +55,7 @@ async def _jwks(request: Request) -> JSONResponse:
 @pytest.fixture(scope="module")
 def jwks_server() -> Iterator[str]:
     app = Starlette(routes=[Route("/auth/v1/.well-known/jwks.json", _jwks)])
-    with ServerThread(app) as server:
+    with ServerThread(app, lifespan="off") as server:
         yield f"{server.url}/auth/v1/.well-known/jwks.json"
 
 

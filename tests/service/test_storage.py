@@ -7,8 +7,6 @@ import datetime as dt
 import json
 import logging
 import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -20,7 +18,6 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import boto3
 import httpx
 import pytest
-import uvicorn
 from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
@@ -36,6 +33,7 @@ from creditgate.storage import (
     StorageError,
     validate_key,
 )
+from tests.service.apiutil import ServerThread
 
 T = TypeVar("T")
 SIGNING_SECRET = b"0123456789abcdef0123456789abcdef-media"
@@ -210,40 +208,13 @@ def test_local_signature_checks(local: LocalStorage) -> None:
         LocalStorage(local.root, "http://media.test", b"short")
 
 
-# a real server: uvicorn on 127.0.0.1 in a background thread
-
-
-class ServerThread:
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            app, lifespan="off", log_level="warning", ws="none", http="h11", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, args=([self.sock],), daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
+# a real server: uvicorn on 127.0.0.1 in a background thread (apiutil.ServerThread)
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStorage]:
     store = LocalStorage(tmp_path_factory.mktemp("served"), "http://unset", SIGNING_SECRET)
-    with ServerThread(Starlette(routes=[store.route()])) as server:
+    with ServerThread(Starlette(routes=[store.route()]), lifespan="off") as server:
         store.public_base_url = server.url
         yield store
 

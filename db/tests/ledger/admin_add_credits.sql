@@ -9,25 +9,6 @@ begin;
 set local client_min_messages = warning;
 select plan(23);
 
-create function pg_temp.error_of(p_sql text) returns jsonb
-language plpgsql as $$
-declare
-  v_state text;
-  v_message text;
-  v_detail text;
-begin
-  execute p_sql;
-  return null;
-exception when others then
-  get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
-    v_detail = pg_exception_detail;
-  return jsonb_build_object(
-    'sqlstate', v_state, 'message', v_message,
-    'detail', case when v_detail ~ '^\s*[\[{]' then v_detail::jsonb else to_jsonb(v_detail) end
-  );
-end
-$$;
-
 select tests.create_user(p_id => 'e1000000-0000-4000-8000-00000000000a');  -- the admin
 select tests.create_user(p_id => 'e1000000-0000-4000-8000-000000000001');  -- a user
 select tests.make_admin('e1000000-0000-4000-8000-00000000000a');
@@ -39,7 +20,7 @@ select is(
   'the caller carries a forged user_metadata.is_admin claim'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.admin_add_credits('e1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.admin_add_credits('e1000000-0000-4000-8000-000000000001',
        1000000, 'I am admin', 'forged') $$),
   '{"sqlstate": "PT403", "message": "forbidden", "detail": {"requires": "admin"}}'::jsonb,
   'a forged admin claim gets PT403 forbidden'
@@ -123,7 +104,7 @@ select is(
 -- ---------------------------------------------------------------- validation
 select tests.as_user('e1000000-0000-4000-8000-00000000000a');
 select is(
-  pg_temp.error_of($$ select creditgate.admin_add_credits('e1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.admin_add_credits('e1000000-0000-4000-8000-000000000001',
        5, null, 'v-1') $$),
   '{"sqlstate": "PT400", "message": "invalid_request", "detail": {"field": "reason", "reason": "required"}}'::jsonb,
   'a missing reason is PT400 naming reason'
@@ -133,7 +114,7 @@ select throws_ok(
   'PT400', 'invalid_request', 'a blank reason is PT400'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.admin_add_credits('e1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.admin_add_credits('e1000000-0000-4000-8000-000000000001',
        0, 'r', 'v-1') $$) -> 'detail' ->> 'field',
   'amount', 'amount 0 is PT400 naming amount'
 );
@@ -142,7 +123,7 @@ select throws_ok(
   'PT400', 'invalid_request', 'a negative amount is PT400'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.admin_add_credits('e1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.admin_add_credits('e1000000-0000-4000-8000-000000000001',
        5, 'r', '') $$) -> 'detail' ->> 'field',
   'idempotency_key', 'an empty key is PT400 naming idempotency_key'
 );

@@ -7,25 +7,6 @@
 begin;
 select plan(35);
 
-create function pg_temp.error_of(p_sql text) returns jsonb
-language plpgsql as $$
-declare
-  v_state text;
-  v_message text;
-  v_detail text;
-begin
-  execute p_sql;
-  return null;
-exception when others then
-  get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
-    v_detail = pg_exception_detail;
-  return jsonb_build_object(
-    'sqlstate', v_state, 'message', v_message,
-    'detail', case when v_detail ~ '^\s*[\[{]' then v_detail::jsonb else to_jsonb(v_detail) end
-  );
-end
-$$;
-
 -- moved(key): what the entry under key did to each lot, 'label:signed amount' by label.
 create temp table lots (label text primary key, id uuid not null unique);
 create function pg_temp.moved(p_key text) returns text
@@ -134,7 +115,7 @@ select throws_ok(
 );
 select tests.create_user(p_id => 'b1000000-0000-4000-8000-000000000002');
 select is(
-  pg_temp.error_of($$ select creditgate_private.refund_credits(
+  tests.error_json($$ select creditgate_private.refund_credits(
     'b1000000-0000-4000-8000-000000000002', 'chg-1', 1, 'ref-4') $$),
   '{"sqlstate": "PT404", "message": "not_found", "detail": {"object": "charge"}}'::jsonb,
   'another user''s charge is PT404 for this user'
@@ -148,19 +129,19 @@ select throws_ok(
   'PT400', 'invalid_request', 'amount 0 is PT400'
 );
 select is(
-  pg_temp.error_of($$ select creditgate_private.refund_credits(
+  tests.error_json($$ select creditgate_private.refund_credits(
     'b1000000-0000-4000-8000-000000000001', 'chg-1', null, 'ref-4') $$) -> 'detail' ->> 'field',
   'amount', 'a null amount is PT400 naming amount'
 );
 select is(
-  pg_temp.error_of($$ select creditgate_private.refund_credits(
+  tests.error_json($$ select creditgate_private.refund_credits(
     'b1000000-0000-4000-8000-000000000001', 'chg-1', 1, 'bad key') $$),
   '{"sqlstate": "PT400", "message": "invalid_request",
     "detail": {"field": "idempotency_key", "reason": "1-200 printable ASCII characters, no spaces"}}'::jsonb,
   'a bad key is PT400 naming idempotency_key'
 );
 select is(
-  pg_temp.error_of($$ select creditgate_private.refund_credits(
+  tests.error_json($$ select creditgate_private.refund_credits(
     'b1000000-0000-4000-8000-000000000001', null, 1, 'ref-4') $$) -> 'detail' ->> 'field',
   'charge_key', 'a null charge key is PT400 naming charge_key'
 );

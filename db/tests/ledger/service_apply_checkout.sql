@@ -8,25 +8,6 @@ begin;
 set local client_min_messages = warning;
 select plan(25);
 
-create function pg_temp.error_of(p_sql text) returns jsonb
-language plpgsql as $$
-declare
-  v_state text;
-  v_message text;
-  v_detail text;
-begin
-  execute p_sql;
-  return null;
-exception when others then
-  get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
-    v_detail = pg_exception_detail;
-  return jsonb_build_object(
-    'sqlstate', v_state, 'message', v_message,
-    'detail', case when v_detail ~ '^\s*[\[{]' then v_detail::jsonb else to_jsonb(v_detail) end
-  );
-end
-$$;
-
 insert into creditgate.credit_packs (id, name, credits, price_cents, stripe_price_id, category,
   priority, expires_after, active)
 values
@@ -107,7 +88,7 @@ select throws_ok(
   'PT409', 'idempotency_key_reused', 'the same event with another quantity is PT409'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_apply_checkout('evt_1',
+  tests.error_json($$ select creditgate.service_apply_checkout('evt_1',
        '02000000-0000-4000-8000-000000000002', 'price_starter') $$),
   '{"sqlstate": "PT409", "message": "idempotency_key_reused",
     "detail": {"idempotency_key": "stripe:evt_1"}}'::jsonb,
@@ -116,7 +97,7 @@ select is(
 
 -- ---------------------------------------------------------------- errors
 select is(
-  pg_temp.error_of($$ select creditgate.service_apply_checkout('evt_4',
+  tests.error_json($$ select creditgate.service_apply_checkout('evt_4',
        '02000000-0000-4000-8000-000000000001', 'price_unknown') $$),
   '{"sqlstate": "PT404", "message": "not_found",
     "detail": {"object": "credit_pack", "price_id": "price_unknown"}}'::jsonb,
@@ -127,13 +108,13 @@ select throws_ok(
   'PT404', 'not_found', 'no price is PT404'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_apply_checkout('evt_4',
+  tests.error_json($$ select creditgate.service_apply_checkout('evt_4',
        '02000000-0000-4000-8000-0000000000ee', 'price_starter') $$),
   '{"sqlstate": "PT404", "message": "not_found", "detail": {"object": "user"}}'::jsonb,
   'an unknown user is PT404'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_apply_checkout('evt_4',
+  tests.error_json($$ select creditgate.service_apply_checkout('evt_4',
        '02000000-0000-4000-8000-000000000001', 'price_starter', 0) $$) -> 'detail' ->> 'field',
   'quantity', 'quantity 0 is PT400 naming quantity'
 );
@@ -146,7 +127,7 @@ select throws_ok(
   'PT400', 'invalid_request', 'a null quantity is PT400'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_apply_checkout(null,
+  tests.error_json($$ select creditgate.service_apply_checkout(null,
        '02000000-0000-4000-8000-000000000001', 'price_starter') $$) -> 'detail' ->> 'field',
   'event_id', 'a null event id is PT400 naming event_id'
 );

@@ -8,25 +8,6 @@ begin;
 set local client_min_messages = warning;
 select plan(30);
 
-create function pg_temp.error_of(p_sql text) returns jsonb
-language plpgsql as $$
-declare
-  v_state text;
-  v_message text;
-  v_detail text;
-begin
-  execute p_sql;
-  return null;
-exception when others then
-  get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
-    v_detail = pg_exception_detail;
-  return jsonb_build_object(
-    'sqlstate', v_state, 'message', v_message,
-    'detail', case when v_detail ~ '^\s*[\[{]' then v_detail::jsonb else to_jsonb(v_detail) end
-  );
-end
-$$;
-
 create temp table lots (label text primary key, id uuid not null unique);
 create function pg_temp.moved(p_key text) returns text
 language sql security definer as $$
@@ -143,7 +124,7 @@ select throws_ok(
   'PT409', 'idempotency_key_reused', 'the same event with another amount is PT409'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_clawback('dp_4',
+  tests.error_json($$ select creditgate.service_clawback('dp_4',
        '03000000-0000-4000-8000-000000000002', 10, 'dispute') $$),
   '{"sqlstate": "PT409", "message": "idempotency_key_reused",
     "detail": {"idempotency_key": "stripe:dp_4"}}'::jsonb,
@@ -152,7 +133,7 @@ select is(
 
 -- ---------------------------------------------------------------- errors
 select is(
-  pg_temp.error_of($$ select creditgate.service_clawback('dp_5',
+  tests.error_json($$ select creditgate.service_clawback('dp_5',
        '03000000-0000-4000-8000-000000000001', 0, 'x') $$),
   '{"sqlstate": "PT400", "message": "invalid_request",
     "detail": {"field": "amount", "reason": "must be a positive integer"}}'::jsonb,
@@ -167,7 +148,7 @@ select throws_ok(
   'PT400', 'invalid_request', 'a null amount is PT400'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_clawback(null,
+  tests.error_json($$ select creditgate.service_clawback(null,
        '03000000-0000-4000-8000-000000000001', 5, 'x') $$) -> 'detail' ->> 'field',
   'event_id', 'a null event id is PT400 naming event_id'
 );
@@ -176,7 +157,7 @@ select throws_ok(
   'PT400', 'invalid_request', 'an empty event id is PT400'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_clawback('dp_5',
+  tests.error_json($$ select creditgate.service_clawback('dp_5',
        '03000000-0000-4000-8000-0000000000ee', 5, 'x') $$),
   '{"sqlstate": "PT404", "message": "not_found", "detail": {"object": "user"}}'::jsonb,
   'an unknown user is PT404'

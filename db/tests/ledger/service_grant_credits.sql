@@ -8,25 +8,6 @@ begin;
 set local client_min_messages = warning;
 select plan(34);
 
-create function pg_temp.error_of(p_sql text) returns jsonb
-language plpgsql as $$
-declare
-  v_state text;
-  v_message text;
-  v_detail text;
-begin
-  execute p_sql;
-  return null;
-exception when others then
-  get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
-    v_detail = pg_exception_detail;
-  return jsonb_build_object(
-    'sqlstate', v_state, 'message', v_message,
-    'detail', case when v_detail ~ '^\s*[\[{]' then v_detail::jsonb else to_jsonb(v_detail) end
-  );
-end
-$$;
-
 select tests.create_user(p_id => 'd1000000-0000-4000-8000-000000000001');  -- 1000 signup bonus
 select tests.create_user(p_id => 'd1000000-0000-4000-8000-000000000002');
 
@@ -126,14 +107,14 @@ select throws_ok(
   'PT409', 'idempotency_key_reused', 'the same key for another user is PT409'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
        500, 'purchase', 'grant-1', 'paid', null, 20) $$) -> 'detail',
   '{"idempotency_key": "grant-1"}'::jsonb, 'PT409 DETAIL names the key'
 );
 
 -- ---------------------------------------------------------------- validation
 select is(
-  pg_temp.error_of($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
        0, 'grant', 'v-1') $$),
   '{"sqlstate": "PT400", "message": "invalid_request",
     "detail": {"field": "amount", "reason": "must be a positive integer"}}'::jsonb,
@@ -148,17 +129,17 @@ select throws_ok(
   'PT400', 'invalid_request', 'a refund cannot be granted'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
        5, 'spend', 'v-1') $$) -> 'detail' ->> 'field',
   'entry_type', 'a debit type is PT400 naming entry_type'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
        5, 'grant', 'v-1', 'gift') $$) -> 'detail' ->> 'field',
   'category', 'an unknown category is PT400 naming category'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
        5, 'grant', 'v-1', priority => 101) $$) -> 'detail' ->> 'field',
   'priority', 'priority 101 is PT400 naming priority'
 );
@@ -168,7 +149,7 @@ select throws_ok(
   'PT400', 'invalid_request', 'a negative priority is PT400'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
        5, 'grant', 'v-1', expires_at => now()) $$) -> 'detail' ->> 'field',
   'expires_at', 'a lot expiring now is PT400 naming expires_at'
 );
@@ -178,7 +159,7 @@ select throws_ok(
   'PT400', 'invalid_request', 'a lot expiring in the past is PT400'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
+  tests.error_json($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
        5, 'grant', 'two words') $$) -> 'detail' ->> 'field',
   'idempotency_key', 'a key with a space is PT400 naming idempotency_key'
 );
@@ -187,11 +168,11 @@ select throws_ok(
   'PT400', 'invalid_request', 'a null key is PT400'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_grant_credits(null, 5, 'grant', 'v-1') $$) -> 'detail' ->> 'field',
+  tests.error_json($$ select creditgate.service_grant_credits(null, 5, 'grant', 'v-1') $$) -> 'detail' ->> 'field',
   'user_id', 'a null user is PT400 naming user_id'
 );
 select is(
-  pg_temp.error_of($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-0000000000ee',
+  tests.error_json($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-0000000000ee',
        5, 'grant', 'v-1') $$),
   '{"sqlstate": "PT404", "message": "not_found", "detail": {"object": "user"}}'::jsonb,
   'an unknown user is PT404'

@@ -8,26 +8,6 @@
 begin;
 select plan(39);
 
--- error_of(sql): the error a statement raises as {sqlstate, message, detail}.
-create function pg_temp.error_of(p_sql text) returns jsonb
-language plpgsql as $$
-declare
-  v_state text;
-  v_message text;
-  v_detail text;
-begin
-  execute p_sql;
-  return null;
-exception when others then
-  get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
-    v_detail = pg_exception_detail;
-  return jsonb_build_object(
-    'sqlstate', v_state, 'message', v_message,
-    'detail', case when v_detail ~ '^\s*[\[{]' then v_detail::jsonb else to_jsonb(v_detail) end
-  );
-end
-$$;
-
 -- hits(key): which lots the entry under key moved, as 'label:taken' sorted by label.
 create temp table lots (label text primary key, id uuid not null unique);
 create function pg_temp.hits(p_key text) returns text
@@ -94,7 +74,7 @@ select throws_ok(
   'PT409', 'idempotency_key_reused', 'the same key for another user is PT409'
 );
 select is(
-  pg_temp.error_of($$ select creditgate_private.spend_credits(
+  tests.error_json($$ select creditgate_private.spend_credits(
     'a1000000-0000-4000-8000-000000000001', 100, 'charge-1', null, 'other reason') $$),
   null, 'the reason is not part of the request: a replay with another reason is still a replay'
 );
@@ -103,7 +83,7 @@ select throws_ok(
   'PT402', 'insufficient_credits', 'spending more than the balance is PT402'
 );
 select is(
-  pg_temp.error_of($$ select creditgate_private.spend_credits(
+  tests.error_json($$ select creditgate_private.spend_credits(
     'a1000000-0000-4000-8000-000000000001', 851, 'charge-3') $$) -> 'detail',
   '{"required": 851, "available": 850}'::jsonb, 'PT402 DETAIL says what was required and available'
 );
@@ -124,7 +104,7 @@ select throws_ok(
   'PT400', 'invalid_request', 'a negative amount is PT400'
 );
 select is(
-  pg_temp.error_of($$ select creditgate_private.spend_credits(
+  tests.error_json($$ select creditgate_private.spend_credits(
     'a1000000-0000-4000-8000-000000000001', null, 'charge-5') $$),
   '{"sqlstate": "PT400", "message": "invalid_request",
     "detail": {"field": "amount", "reason": "must be a positive integer"}}'::jsonb,
@@ -143,7 +123,7 @@ select throws_ok(
   'PT400', 'invalid_request', 'a key with a space is PT400'
 );
 select is(
-  pg_temp.error_of(format($$ select creditgate_private.spend_credits(
+  tests.error_json(format($$ select creditgate_private.spend_credits(
     'a1000000-0000-4000-8000-000000000001', 1, %L) $$, repeat('k', 201))) -> 'detail' ->> 'field',
   'idempotency_key', 'a 201-character key is PT400 naming idempotency_key'
 );
@@ -204,7 +184,7 @@ select creditgate_private.spend_credits('a1000000-0000-4000-8000-000000000003', 
 select is(pg_temp.hits('burn-5'), 'h_p90_promo_1d:10',
   'the worst priority goes last although it expires soonest');
 select is(
-  pg_temp.error_of($$ select creditgate_private.spend_credits(
+  tests.error_json($$ select creditgate_private.spend_credits(
     'a1000000-0000-4000-8000-000000000003', 1, 'burn-6') $$) -> 'detail',
   '{"required": 1, "available": 0}'::jsonb,
   'only the expired lot is left: nothing is spendable'
@@ -237,7 +217,7 @@ select is(
   50::bigint, 'available at T does not: a lot is unspendable from the instant it expires'
 );
 select is(
-  pg_temp.error_of($$ select creditgate_private.spend_credits(
+  tests.error_json($$ select creditgate_private.spend_credits(
     'a1000000-0000-4000-8000-000000000004', 60, 'inst-2', p_now => now() + interval '1 hour') $$),
   '{"sqlstate": "PT402", "message": "insufficient_credits",
     "detail": {"required": 60, "available": 50}}'::jsonb,
