@@ -34,10 +34,11 @@ dropped at the end) with ``--growth-users`` users holding only their signup bonu
     before and after ``--growth-cycles`` request_generation + claim + settle cycles (as the
     service makes them), after VACUUM, divided by the cycles; WAL per call (EXPLAIN
     (ANALYZE, WAL)) for those calls and for spend_credits and the baseline spend;
-  - balance reads: ``creditgate.get_balance()`` as PostgREST calls it, via pgbench, with the
-    ledger at ``--growth-small-rows`` and then ``--growth-large-rows`` rows. The history in
-    between is made by the real primitives (a purchase, then 49 spends, per 50 entries per
-    user), in parallel batches, and ``creditgate.audit()`` must pass afterwards.
+  - balance reads: ``creditgate.get_balance()`` as PostgREST calls it, via pgbench (best of
+    three runs), with the ledger at ``--growth-small-rows`` and then ``--growth-large-rows``
+    rows. The history in between is made by the real primitives (a purchase, then 49
+    spends, per 50 entries per user), in parallel batches, and ``creditgate.audit()`` must
+    pass afterwards.
 
 Timings are the machine's; the ratios are what to compare.
 """
@@ -109,6 +110,9 @@ HISTORY_BLOCK = 50
 HISTORY_GRANT = 1000
 HISTORY_SPEND = 20
 HISTORY_BATCH = 20_000  # entries per transaction
+# Balance reads are read-only, so CPU-bound: on a shared machine other processes' bursts
+# only ever slow a run down. Each size is measured this many times; the best run counts.
+BALANCE_REPEATS = 3
 WAL_SAMPLES = 500  # spend_credits / baseline calls measured with EXPLAIN (ANALYZE, WAL)
 # What a generation writes: the ledger and its lot movements, the lots it burns, the
 # balance, the generation, its media and the provider-call log of its attempt.
@@ -277,7 +281,8 @@ class BalanceReads:
     ledger_rows: int
     ledger_bytes: int
     lots: int
-    run: RunResult
+    run: RunResult  # the best of BALANCE_REPEATS runs
+    tps_runs: list[float]
 
 
 @dataclass
@@ -304,7 +309,7 @@ class GrowthReport:
             "wal": [w.to_json() for w in self.wal],
             "balance_reads": [
                 {"ledger_rows": b.ledger_rows, "ledger_bytes": b.ledger_bytes, "lots": b.lots,
-                 **asdict(b.run)}
+                 "tps_runs": b.tps_runs, **asdict(b.run)}
                 for b in self.balance_reads
             ],
             "ratio": self.ratio.to_json(),
@@ -907,7 +912,7 @@ async def http_load(
 
         async def ticker() -> None:
             await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
-            meter.start()
+            await asyncio.to_thread(meter.start)  # it queries the database: off the loop
             seen = 0
             while (now := time.perf_counter()) < window_end:
                 await asyncio.sleep(min(1.0, window_end - now))
@@ -1237,14 +1242,20 @@ def run_growth(cfg: BenchConfig, progress: Progress, workdir: Path) -> GrowthRep
                 "authenticator",
                 f"\\set n random(1, {gcfg.users})\n" + BALANCE_SCRIPT,
             )
-            bench_task = progress.add_task(workload.name, total=gcfg.duration, unit="s", note="")
+            total = gcfg.duration * BALANCE_REPEATS
+            bench_task = progress.add_task(workload.name, total=total, unit="s", note="")
+            results: list[RunResult] = []
+            for repeat in range(BALANCE_REPEATS):
 
-            def tick(seconds: float, tps: float, task: TaskID = bench_task) -> None:
-                progress.update(task, completed=seconds, note=f"{tps:,.0f} tps")
+                def tick(seconds: float, tps: float, task: TaskID = bench_task,
+                         done: float = repeat * gcfg.duration) -> None:
+                    progress.update(task, completed=done + seconds, note=f"{tps:,.0f} tps")
 
-            result = run_pgbench(gcfg, workload, workdir, tick)
-            progress.update(bench_task, completed=gcfg.duration, note=f"{result.tps:,.0f} tps")
-            reads.append(BalanceReads(int(row[0]), int(row[1]), int(row[2]), result))
+                results.append(run_pgbench(gcfg, workload, workdir, tick))
+            best = max(results, key=lambda r: r.tps or 0.0)
+            progress.update(bench_task, completed=total, note=f"best {best.tps:,.0f} tps")
+            reads.append(BalanceReads(int(row[0]), int(row[1]), int(row[2]), best,
+                                      [r.tps or 0.0 for r in results]))
 
         ok, failing = audit_ok(gcfg)
         if not ok:
@@ -1417,13 +1428,13 @@ def render_growth(growth: GrowthReport, out: Console) -> None:
         wal.add_row(w.operation, f"{j['records_per_call']:.1f}", f"{j['fpi_per_call']:.2f}",
                     _bytes(j["bytes_per_call"]))
     out.print(wal)
-    reads = Table("ledger rows", "ledger size", "lots", "TPS", "avg latency",
+    reads = Table("ledger rows", "ledger size", "lots", "TPS (best)", "avg latency", "runs",
                   title="balance reads (get_balance as PostgREST calls it)",
                   title_justify="left")
     for b in growth.balance_reads:
         reads.add_row(f"{b.ledger_rows:,}", _bytes(b.ledger_bytes), f"{b.lots:,}",
                       f"{b.run.tps:,.0f}" if b.run.tps is not None else "n/a",
-                      _ms(b.run.latency_ms))
+                      _ms(b.run.latency_ms), " / ".join(f"{t:,.0f}" for t in b.tps_runs))
     out.print(reads)
     ratio = Table("ratio", "value", "target", "", title="growth ratio", title_justify="left")
     _ratio_row(ratio, growth.ratio)

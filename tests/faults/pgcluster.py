@@ -152,6 +152,11 @@ class Cluster:
     def admin_url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
+    @property
+    def superuser_url(self) -> str:
+        """postgres@ the creditgate database."""
+        return localdb.dsn_for(self.admin_url, dbname=DBNAME)
+
     def url(self, user: str = localdb.DEPLOYER_ROLE) -> str:
         return localdb.dsn_for(self.admin_url, dbname=DBNAME, user=user)
 

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,16 @@ from tests.faults.harness import (
     as_service_role,
     assert_money,
     eventually,
+    media_rows,
     new_user,
+    post_generation,
+    provider_calls,
     running_stack,
     seed,
     set_setting,
     sql,
+    stored_files,
+    wait_status,
 )
 from tests.faults.pgcluster import Cluster
 
@@ -138,7 +143,9 @@ def test_service_recovers_from_a_database_crash_without_restart(
         env = {
             "CREDITGATE_LEASE_SECONDS": "5",
             "CREDITGATE_HEARTBEAT_SECONDS": "1",
-            "CREDITGATE_IDLE_POLL_SECONDS": "2",
+            # No fallback poll within the test: after the crash, jobs must still be found
+            # through NOTIFY (the worker's LISTEN connection has to come back by itself).
+            "CREDITGATE_IDLE_POLL_SECONDS": "300",
             "CREDITGATE_POOL_MAX": "10",
         }
         with running_stack(owner, api, tmp_path, env) as stack:
@@ -182,8 +189,10 @@ def test_service_recovers_from_a_database_crash_without_restart(
 
             with ThreadPoolExecutor(THREADS + HELD) as pool:
                 futures = [pool.submit(load, n) for n in range(THREADS)]
-                blocker = psycopg.connect(cluster.admin_url.replace("/postgres", "/creditgate"))
+                blocker: psycopg.Connection[Any] | None = None
+                pinned: list[Future[Sent]] = []
                 try:
+                    blocker = psycopg.connect(cluster.superuser_url)
                     time.sleep(2.0)
                     with lock:
                         assert sum(s.ok for s in sent) >= 20, sent[-5:]
@@ -222,11 +231,16 @@ def test_service_recovers_from_a_database_crash_without_restart(
                         time.sleep(0.1)
                 finally:
                     stop.set()
-                    blocker.close()
+                    if blocker is not None:
+                        blocker.close()
                     for future in futures:
                         future.result(timeout=MAX_ANSWER_SECONDS + 15)
                 pinned_sent = [f.result(timeout=MAX_ANSWER_SECONDS + 15) for f in pinned]
-            recovery_seconds = time.monotonic() - restarted_at[0]
+            # From the restart to the first 2xx answer: no restart of ours in between.
+            recovery_seconds = (
+                min(s.finished for s in sent if s.ok and s.finished > restarted_at[0])
+                - restarted_at[0]
+            )
 
             # The same processes served before, during and after the crash.
             assert service.alive() and service.proc.pid == service_pid
@@ -318,6 +332,36 @@ def test_service_recovers_from_a_database_crash_without_restart(
                 assert worker.alive(), worker.output()
                 time.sleep(0.25)
             assert worker.proc.pid == worker_pid
+            # Every stored output belongs to a media row, and every media row has its file.
+            objects = {f for f in stored_files(stack.media_root) if "~" not in f}
+            keys = {
+                r["storage_key"] for r in sql(owner, "select storage_key from creditgate.media")
+            }
+            orphans = sorted(objects - keys)
+            assert keys <= objects, sorted(keys - objects)[:5]
+
+            # The idle, never-restarted worker is woken by NOTIFY again, and the service's
+            # ?wait= sees the result: the whole path works as before the crash.
+            probe = Sent(users[0], str(uuid.uuid4()), {"prompt": "after the storm"}, 0.0)
+            with httpx.Client(base_url=stack.url, timeout=60) as http:
+                probe.started = time.monotonic()
+                response = http.post(
+                    "/v1/generations",
+                    params={"wait": 30},
+                    headers={
+                        "Authorization": f"Bearer {tokens[probe.user]}",
+                        "Idempotency-Key": probe.key,
+                    },
+                    json={"model_id": "img-test", "params": probe.params},
+                )
+                probe.finished = time.monotonic()
+            probe.status, probe.body = response.status_code, response.json()
+            sent.append(probe)
+            assert probe.status == 201 and probe.body["status"] == "succeeded", (
+                probe.body,
+                worker.output()[-3000:],
+            )
+            probe_seconds = probe.finished - probe.started
             codes = stack.close()
         assert codes == {"worker-1": 0, "service": -signal.SIGTERM}, stack.logs()
 
@@ -342,7 +386,8 @@ def test_service_recovers_from_a_database_crash_without_restart(
     print(
         f"\nsent {len(sent)}: {dict(statuses)}; failed then retried: {dict(outcomes)};"
         f" down {down_seconds:.1f} s, recovered {recovery_seconds:.1f} s after restart; slowest answer {slowest:.1f} s;"
-        f" generations {dict(final_status)}, attempts {dict(attempts)}"
+        f" idle pick-up {probe_seconds:.1f} s;"
+        f" generations {dict(final_status)}, attempts {dict(attempts)}; orphans {orphans}"
     )
 
 
@@ -365,3 +410,58 @@ def http_ready(url: str) -> bool:
         return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_outputs_of_an_attempt_whose_settle_never_landed_are_not_leaked(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The database dies between a job's upload and its settle, long enough for the lease.
+
+    The worker stores attempt 1's output, cannot settle it, gives up when its lease runs out
+    ("leaving the lease to expire") and keeps the file because the settle *might* have
+    committed. It had not: the reaper re-queues the job, attempt 2 succeeds and is the only
+    output any media row refers to. Money is right either way; the question here is whether
+    attempt 1's file is ever removed -- it is user content no media row, TTL or cleanup
+    will ever reach.
+    """
+    owner, api = cluster.owner_url, cluster.api_url
+    with FakeA1111(keys={RUNNER_SECRET}, hang_seconds=3.0) as fake:
+        seed(owner, fake.url, {"timeout_seconds": 30, "max_attempts": 1})
+        user = new_user(owner)
+        env = {
+            "CREDITGATE_LEASE_SECONDS": "5",
+            "CREDITGATE_HEARTBEAT_SECONDS": "1",
+            "CREDITGATE_IDLE_POLL_SECONDS": "2",
+        }
+        with running_stack(owner, api, tmp_path, env) as stack:
+            stack.serve()
+            worker = stack.worker("worker-1", "--concurrency", "1")
+            client = stack.client(user)
+            response = post_generation(client, {"prompt": PROMPT})
+            assert response.status_code == 201, response.text
+            gid = response.json()["generation_id"]
+            eventually(lambda: len(fake.gated_requests) == 1, 20, "the provider call")
+
+            cluster.crash()  # while the provider works: the upload succeeds, the settle fails
+            fake.faults.hang_seconds = 0
+            # Its settle first waits out the pool (30 s) before it can fail and give up.
+            eventually(
+                lambda: "leaving the lease to expire" in worker.output(), 45, "the worker giving up"
+            )
+            assert (stack.media_root / f"media/{gid}/1-0.png").exists()
+            cluster.start()
+
+            row = wait_status(owner, gid, {"succeeded", "failed"}, timeout=40, procs=stack.live())
+            assert row["status"] == "succeeded", stack.logs()
+            codes = stack.close()
+        assert codes == {"worker-1": 0, "service": -signal.SIGTERM}, stack.logs()
+
+    # Money: charged once, no refund, audit ok -- the crash cost the user nothing extra.
+    assert row["attempts"] == 2
+    assert [c["outcome"] for c in provider_calls(owner, gid)] == ["lease_expired", "succeeded"]
+    assert_money(owner, api, user, charged={gid: IMG_COST}, refunded={})
+    [media] = media_rows(owner, gid)
+    assert media["storage_key"] == f"media/{gid}/2-0.png"
+    # Storage: only what a media row refers to may remain.
+    outputs = [f for f in stored_files(stack.media_root) if "~" not in f]
+    assert outputs == [media["storage_key"]], "attempt 1's output was leaked"

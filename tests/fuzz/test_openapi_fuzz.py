@@ -19,6 +19,10 @@ Random strings rarely name a real model, generation or setting, so hooks mix rea
 (and plausible generation params) into what schemathesis draws: the handlers past the 404s
 get fuzzed too.
 
+Bounded: at most 50 generated cases per operation with a token and 25 without (the coverage
+phase adds its deterministic ones), about 20 s in all. ``CREDITGATE_FUZZ_EXAMPLES=300`` for a
+longer hunt.
+
 The document is the app's own (``build_openapi`` over the real operations): the first test
 checks that the running service serves exactly it. It is loaded at import with
 ``schemathesis.openapi.from_dict``, not through ``schemathesis.pytest.from_fixture`` (which
