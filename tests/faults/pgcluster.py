@@ -74,7 +74,18 @@ class Cluster:
                     "shared_buffers = 32MB\n"
                     "log_min_messages = warning\n"
                 )
-            cluster.start()
+            for attempt in range(3):
+                try:
+                    cluster.start()
+                    break
+                except RuntimeError:
+                    # The free port was taken meanwhile (the server is shared with other
+                    # test runs): take another one; a later `port =` line wins.
+                    if attempt == 2 or "already in use" not in cluster.server_log():
+                        raise
+                    cluster.port = free_port()
+                    with conf.open("a") as f:
+                        f.write(f"port = {cluster.port}\n")
         except BaseException:
             cluster.destroy()
             raise

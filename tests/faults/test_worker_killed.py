@@ -94,8 +94,9 @@ def test_sigkill_mid_provider_call(
             assert frozen["status"] == "running"
             lease_end = frozen["lease_expires_at"]  # final: nobody heartbeats any more
             rescuer = stack.worker("worker-rescuer", "--concurrency", "1")
-            row = wait_status(db.owner_url, gid, {"succeeded", "failed"}, timeout=45,
-                              procs=stack.live())  # fmt: skip
+            row = wait_status(
+                db.owner_url, gid, {"succeeded", "failed"}, timeout=45, procs=stack.live()
+            )
             recovered_after = time.monotonic() - killed_at
             assert row["status"] == expected, stack.logs()
 
