@@ -82,7 +82,10 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         db = Database(
-            settings.service_database_url, min_size=settings.pool_min, max_size=settings.pool_max
+            settings.service_database_url,
+            min_size=settings.pool_min,
+            max_size=settings.pool_max,
+            timeout=settings.pool_timeout,
         )
         notifier = GenerationNotifier(settings.service_database_url)
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:

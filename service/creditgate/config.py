@@ -64,6 +64,8 @@ class Settings:
     )
     pool_min: int = field(default_factory=lambda: _int("CREDITGATE_POOL_MIN", 1))
     pool_max: int = field(default_factory=lambda: _int("CREDITGATE_POOL_MAX", 10))
+    # Seconds a request waits for a database connection before failing with 503.
+    pool_timeout: float = field(default_factory=lambda: _float("CREDITGATE_POOL_TIMEOUT", 5.0))
 
     host: str = field(default_factory=lambda: _env("CREDITGATE_HOST", "127.0.0.1"))
     port: int = field(default_factory=lambda: _int("CREDITGATE_PORT", 8000))

@@ -81,11 +81,16 @@ def build_call(fn: str, args: Mapping[str, Arg]) -> tuple[sql.Composed, list[Any
 class Database:
     """The psycopg pool plus the PostgREST-style call."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0
+    ) -> None:
+        # timeout: how long a call waits for a connection. Short, so that while the
+        # database is down requests fail fast (503) instead of hanging.
         self.pool = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
+            timeout=timeout,
             open=False,
             kwargs={"autocommit": False},
             check=AsyncConnectionPool.check_connection,

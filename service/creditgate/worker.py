@@ -77,7 +77,12 @@ CHANNEL = "creditgate_generations"
 DEFAULT_GRACE_SECONDS = 30.0
 # After the grace period, how long stopped jobs get to report `worker_shutdown`.
 SHUTDOWN_SETTLE_SECONDS = 10.0
+# How long an outcome is retried while the database is unreachable before its worker
+# gives up on it (the lease expired long before; the reaper re-runs or refunds the job).
+SETTLE_GIVE_UP_SECONDS = 900.0
 MAX_BACKOFF_SECONDS = 30.0
+LISTEN_RETRY_MAX_SECONDS = 5.0
+UNLISTENED_POLL_SECONDS = 2.0  # claim polling while the LISTEN connection is down
 MAX_OUTPUTS = 16  # service_settle_generation accepts at most 16 media per generation
 
 # Failure codes the worker reports besides the gateway's provider codes.
@@ -348,8 +353,10 @@ class Worker:
                     continue
                 for raw in jobs or []:
                     self._start(raw)
+            # Without a listening connection nothing wakes us: poll briskly until it is back.
+            idle = self.idle_poll_seconds if self.listening.is_set() else UNLISTENED_POLL_SECONDS
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.idle_poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), min(idle, self.idle_poll_seconds))
 
     def _start(self, raw: Mapping[str, Any]) -> None:
         try:
@@ -395,7 +402,7 @@ class Worker:
             except _DB_ERRORS as exc:
                 self.listening.clear()
                 failures += 1
-                delay = min(2.0**failures, MAX_BACKOFF_SECONDS)
+                delay = min(2.0**failures, LISTEN_RETRY_MAX_SECONDS)
                 self.log.warning(
                     "listen connection lost; polling meanwhile", error=str(exc), retry_in=delay
                 )
@@ -604,6 +611,7 @@ class Worker:
         job = run.job
         delay = 0.5
         replaced = False
+        started = time.monotonic()
         while True:
             try:
                 result = await self.db.call(
@@ -635,9 +643,17 @@ class Worker:
                 await self._discard_uploads(run)
                 return
             except _DB_ERRORS as exc:
-                if time.monotonic() + delay >= run.lease_expires:
-                    # Keep the files: the settle may have committed before the error.
-                    self.log.error("settle failed; leaving the lease to expire", error=str(exc))
+                # Settle is idempotent, so keep asking past the lease until the database
+                # answers: the same result (it had committed), a success (the lease ran out
+                # but nobody took the job yet), or lease_lost (the files are discarded
+                # above). Giving up earlier would leave this attempt's uploads referenced
+                # by nothing, beyond the reach of cleanup.
+                if time.monotonic() - started >= SETTLE_GIVE_UP_SECONDS:
+                    self.log.error(
+                        "settle failed for too long; its uploads are kept",
+                        error=str(exc),
+                        keys=list(run.uploaded),
+                    )
                     return
                 self.log.warning("settle failed; retrying", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
@@ -737,7 +753,12 @@ async def run_worker(
         raise ValueError("no database: set CREDITGATE_SERVICE_DATABASE_URL or DATABASE_URL")
     jobs = max(1, concurrency or settings.worker_concurrency)
     # Each job holds a connection only for one call (heartbeat, settle); plus claim and reap.
-    db = Database(settings.service_database_url, min_size=1, max_size=jobs + 3)
+    db = Database(
+        settings.service_database_url,
+        min_size=1,
+        max_size=jobs + 3,
+        timeout=settings.pool_timeout,
+    )
     storage = wiring.make_storage(settings)
     metrics = (
         start_http_server(metrics_port, addr="127.0.0.1", registry=REGISTRY)[0]
