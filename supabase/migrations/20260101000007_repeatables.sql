@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 37437e1b4ffb8f38c34fd01e014787cfa1b9a517dd24a45e85e7f073b9813a15
+-- creditgate generated migration; do not edit. source: repeatables sha256: d9cf4f667da4c640f8a3d12a520ecee006eecaa241dd3945f6871c7db13e5920
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -1442,20 +1442,12 @@ language plpgsql
 immutable
 set search_path = ''
 as $$
-declare
-  v_number numeric;
 begin
   if p_value is null or jsonb_typeof(p_value) = 'null' then
     return null;
   end if;
-  if jsonb_typeof(p_value) = 'number' then
-    v_number := (p_value #>> '{}')::numeric;
-    if v_number = trunc(v_number) and v_number between p_min and p_max then
-      return v_number::bigint;
-    end if;
-  end if;
-  perform creditgate_private.invalid(p_field, format('an integer from %s to %s', p_min, p_max));
-  return null;
+  -- The same rules as request params (one implementation, one set of messages).
+  return creditgate_private.param_int(jsonb_build_object(p_field, p_value), p_field, p_min, p_max);
 end
 $$;
 comment on function creditgate_private.outcome_integer(jsonb, text, bigint, bigint) is
@@ -1474,10 +1466,9 @@ begin
   if p_value is null or jsonb_typeof(p_value) = 'null' then
     return null;
   end if;
-  if jsonb_typeof(p_value) <> 'string' or length(p_value #>> '{}') not between 1 and p_max_length then
-    perform creditgate_private.invalid(p_field, format('a string of 1 to %s characters', p_max_length));
-  end if;
-  return p_value #>> '{}';
+  return creditgate_private.param_text(
+    jsonb_build_object(p_field, p_value), p_field, 1, p_max_length, false
+  );
 end
 $$;
 comment on function creditgate_private.outcome_text(jsonb, text, integer) is
