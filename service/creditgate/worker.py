@@ -82,6 +82,7 @@ SHUTDOWN_SETTLE_SECONDS = 10.0
 SETTLE_GIVE_UP_SECONDS = 900.0
 MAX_BACKOFF_SECONDS = 30.0
 LISTEN_RETRY_MAX_SECONDS = 5.0
+RECLAIM_AFTER_SECONDS = 0.5  # a second look after every claim that found work
 UNLISTENED_POLL_SECONDS = 2.0  # claim polling while the LISTEN connection is down
 MAX_OUTPUTS = 16  # service_settle_generation accepts at most 16 media per generation
 
@@ -273,6 +274,7 @@ class Worker:
         self.listen_url = listen_url or settings.service_database_url
         self.listening = asyncio.Event()  # set while LISTEN is active (tests wait on it)
         self._wake = asyncio.Event()
+        self._second_look_due = False
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._runs: dict[asyncio.Task[None], _Run] = {}
@@ -330,6 +332,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         failures = 0
+        second_look = False  # this round is a scheduled second look (see below)
         while not self._stop.is_set():
             self._wake.clear()
             free = self.concurrency - len(self._runs)
@@ -353,10 +356,23 @@ class Worker:
                     continue
                 for raw in jobs or []:
                     self._start(raw)
+                if jobs or not second_look:
+                    # request_generation notifies only when no other job was queued, so a
+                    # job that committed just after this claim (having seen one that this
+                    # claim, or another worker's, then took) sent no signal: look again
+                    # shortly, and keep looking while that finds work.
+                    asyncio.get_running_loop().call_later(
+                        RECLAIM_AFTER_SECONDS, self._second_look
+                    )
             # Without a listening connection nothing wakes us: poll briskly until it is back.
             idle = self.idle_poll_seconds if self.listening.is_set() else UNLISTENED_POLL_SECONDS
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(idle, self.idle_poll_seconds))
+            second_look, self._second_look_due = self._second_look_due, False
+
+    def _second_look(self) -> None:
+        self._second_look_due = True
+        self._wake.set()
 
     def _start(self, raw: Mapping[str, Any]) -> None:
         try:

@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: d9cf4f667da4c640f8a3d12a520ecee006eecaa241dd3945f6871c7db13e5920
+-- creditgate generated migration; do not edit. source: repeatables sha256: de89052173ed5aa6d42b6e25f08c90997294f0704437f620d82fd4a3dc4bba7a
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -1154,7 +1154,18 @@ begin
     request_generation.idempotency_key, v_hash, 'charge:' || v_generation_id,
     coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3), v_ip
   );
-  perform pg_notify('creditgate_generations', v_generation_id::text);
+  -- Wake the workers only if this job is the only one queued. A transaction that notified
+  -- takes a database-wide lock at commit and holds it through the WAL flush, so notifying
+  -- on every request would make all requests commit one at a time. A job queued behind
+  -- others needs no signal: whoever woke for those claims it with them, and a worker
+  -- that claimed anything claims again shortly after (so a job that committed just after
+  -- that claim is not left waiting for the idle poll).
+  if not exists (
+    select 1 from creditgate.generations as g
+    where g.status = 'queued' and g.id <> v_generation_id
+  ) then
+    perform pg_notify('creditgate_generations', v_generation_id::text);
+  end if;
   return jsonb_build_object(
     'generation_id', v_generation_id,
     'status', 'queued',

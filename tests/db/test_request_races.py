@@ -211,23 +211,40 @@ def test_concurrent_cancels_refund_once(seeded: dbutil.TestDatabase) -> None:
     assert_audit_ok(db)
 
 
-def test_request_notifies_workers(seeded: dbutil.TestDatabase) -> None:
-    db = seeded
+def test_request_notifies_workers_when_the_queue_was_empty(db: dbutil.TestDatabase) -> None:
+    """The first job of an empty queue wakes the workers; a job queued behind it does not
+    notify (a NOTIFY serializes every commit on a database-wide lock): whoever claims the
+    first job claims it too, and workers take a second look after every claim."""
+    owner_rows(db, "select tests.seed_models()")
     user = new_user(db)
     with (
         psycopg.connect(db.owner_url, autocommit=True) as listener,
         pgrest.connect(db.api_url) as conn,
     ):
         listener.execute("listen creditgate_generations")
-        created = pgrest.rpc(
-            conn,
-            "request_generation",
-            {"model_id": "img-test", "params": {"prompt": "ping"}, "idempotency_key": "n-1"},
-            role="authenticated",
-            user_id=user,
-        )
-        payloads = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
-    assert payloads == [created["generation_id"]]
+
+        def request(key: str) -> str:
+            created = pgrest.rpc(
+                conn,
+                "request_generation",
+                {"model_id": "img-test", "params": {"prompt": "ping"}, "idempotency_key": key},
+                role="authenticated",
+                user_id=user,
+            )
+            return str(created["generation_id"])
+
+        first = request("n-1")
+        assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == [first]
+        second = request("n-2")  # behind a queued job
+        assert [n.payload for n in listener.notifies(timeout=1)] == []
+        for gid in (first, second):  # the queue empties again...
+            pgrest.rpc(
+                conn, "cancel_generation", {"generation_id": gid},
+                role="authenticated", user_id=user,
+            )
+        third = request("n-3")  # ...so the next job notifies
+        assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == [third]
+    assert_audit_ok(db)
 
 
 def test_terminal_status_notifies_waiters_not_workers(seeded: dbutil.TestDatabase) -> None:

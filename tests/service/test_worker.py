@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import signal
 import subprocess
@@ -632,3 +633,67 @@ def test_an_outcome_the_database_refuses_is_reported_as_a_failure(
     assert (row["status"], row["error"]["code"], row["attempts"]) == ("failed", "internal_error", 1)
     assert files == [] and media_rows(db, gid) == []
     check_money(db, user, charged={gid: IMG_COST}, refunded={gid: IMG_COST})
+
+
+def test_a_job_queued_behind_another_is_picked_up_without_its_own_notify(
+    db: dbutil.TestDatabase, tmp_path: Path, runner_url: str
+) -> None:
+    """request_generation notifies only when no other job is queued. Job B checks while A is
+    queued (so B sends no NOTIFY), the worker claims A, and only then does B commit: the
+    worker's second look after a productive claim must find B, long before the 60 s poll."""
+    seed(db, runner_url)
+    user_a, user_b = new_user(db), new_user(db)
+    # A (a video) hangs at its provider, so only a second look, not A's end, can wake the
+    # worker for B while it still has a free slot.
+    slow = FakeA1111(keys={SECRET}, hang_seconds=30.0)
+    slow.__enter__()
+    owner_execute(
+        db,
+        "update creditgate_private.model_routes set endpoint = %s, options = %s"
+        " where model_id = 'video-test'",
+        [slow.url, Jsonb({"timeout_seconds": 60})],
+    )
+
+    def request_in_tx(conn: psycopg.Connection, user: str, model_id: str) -> str:
+        conn.execute(
+            "select set_config('role', 'authenticated', true),"
+            " set_config('request.jwt.claims', %s, true),"
+            " set_config('request.headers', '{\"x-forwarded-for\": \"203.0.113.10\"}', true)",
+            [json.dumps({"sub": user, "role": "authenticated", "aud": "authenticated"})],
+        )
+        row = conn.execute(
+            "select creditgate.request_generation(model_id => %s,"
+            " params => %s::jsonb, idempotency_key => %s)",
+            [model_id, json.dumps({"prompt": PROMPT}), str(uuid.uuid4())],
+        ).fetchone()
+        assert row is not None
+        return str(row[0]["generation_id"])
+
+    with psycopg.connect(db.api_url, autocommit=False) as conn_a:
+        gid_a = request_in_tx(conn_a, user_a, "video-test")
+        conn_a.commit()  # nobody listens yet: A's NOTIFY reaches no worker
+    conn_b = psycopg.connect(db.api_url, autocommit=False)
+    listener = psycopg.connect(db.owner_url, autocommit=True)
+    try:
+        listener.execute("listen creditgate_generations")
+        gid_b = request_in_tx(conn_b, user_b, "img-test")  # sees A queued: no NOTIFY
+
+        async def scenario() -> tuple[dict[str, Any], float]:
+            async with harness(db, tmp_path) as h:
+                await h.wait_status(gid_a, {"running"}, 10)  # claimed at start, now hanging
+                started = time.monotonic()
+                await asyncio.to_thread(conn_b.commit)  # B appears after that claim
+                row = await h.wait_status(gid_b, {"succeeded", "failed"}, 20)
+                return row, time.monotonic() - started
+
+        row_b, elapsed = run(scenario())
+        # (A, handed back when the worker stops, may notify its re-queue; B never does.)
+        payloads = [n.payload for n in listener.notifies(timeout=0.5)]
+        assert gid_b not in payloads, "B sent no NOTIFY"
+    finally:
+        conn_b.close()
+        listener.close()
+        slow.__exit__(None, None, None)
+    assert row_b["status"] == "succeeded", row_b
+    assert elapsed < 8, "found by the worker's second look, not when A ends or the 60 s poll"
+    check_money(db, user_b, charged={gid_b: IMG_COST}, refunded={})
