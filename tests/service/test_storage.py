@@ -24,6 +24,9 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from moto.server import ThreadedMotoServer
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from creditgate.storage import (
     LocalStorage,
@@ -482,8 +485,9 @@ def test_s3_presigned_url_signature(moto: Moto) -> None:
     assert not presigned_signature_valid(url, ROOT_KEY, now + dt.timedelta(seconds=61))
     assert not presigned_signature_valid(url, ("testing", "other-secret"), now)
     assert not presigned_signature_valid(url.replace(key, media_key()), ROOT_KEY, now)
-    assert not presigned_signature_valid(url.replace("X-Amz-Expires=60", "X-Amz-Expires=6000"),
-                                         ROOT_KEY, now)
+    assert not presigned_signature_valid(
+        url.replace("X-Amz-Expires=60", "X-Amz-Expires=6000"), ROOT_KEY, now
+    )
     sig = parse_qs(urlsplit(url).query)["X-Amz-Signature"][0]
     flipped = ("0" if sig[0] != "0" else "1") + sig[1:]
     assert not presigned_signature_valid(url.replace(sig, flipped), ROOT_KEY, now)
@@ -512,3 +516,101 @@ def test_s3_with_iam_auth_enforced(moto: Moto, iam_user: tuple[str, str]) -> Non
         assert not await store.exists(key)
 
     run(go())
+
+
+# --- presigned URLs checked by a server ---------------------------------------------------------
+#
+# moto accepts any presigned signature and expiry, so a real-HTTP check needs a server that
+# enforces them: a gateway in front of moto that does what S3 does with a presigned GET
+# (SigV4 query authentication: recompute the signature for the request it received, refuse
+# an expired one, both with S3's 403 error documents) and forwards the rest.
+
+_S3_ERROR = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    "<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+)
+
+
+def presigned_gateway(upstream: str, key: tuple[str, str]) -> Starlette:
+    async def handle(request: Request) -> Response:
+        url = str(request.url)
+        if "X-Amz-Signature=" in request.url.query:
+            q = {k: v[0] for k, v in parse_qs(request.url.query).items()}
+            signed_at = dt.datetime.strptime(q["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(
+                tzinfo=dt.UTC
+            )
+            now = dt.datetime.now(dt.UTC)
+            if now >= signed_at + dt.timedelta(seconds=int(q["X-Amz-Expires"])):
+                body = _S3_ERROR.format(code="AccessDenied", message="Request has expired")
+                return Response(body, 403, media_type="application/xml")
+            if not presigned_signature_valid(url, key, now):
+                body = _S3_ERROR.format(
+                    code="SignatureDoesNotMatch",
+                    message="The request signature we calculated does not match the signature you provided.",
+                )
+                return Response(body, 403, media_type="application/xml")
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        async with httpx.AsyncClient() as client:
+            upstream_response = await client.request(
+                request.method,
+                upstream + request.url.path,
+                params=request.url.query or None,
+                headers=headers,
+                content=await request.body(),
+            )
+        drop = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+        return Response(
+            upstream_response.content,
+            upstream_response.status_code,
+            {k: v for k, v in upstream_response.headers.items() if k.lower() not in drop},
+        )
+
+    methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+    return Starlette(routes=[Route("/{path:path}", handle, methods=methods)])
+
+
+@pytest.fixture(scope="module")
+def checked_s3(moto: Moto) -> Iterator[tuple[Moto, str]]:
+    """A gateway that enforces presigned URLs in front of moto; yields (moto, gateway url)."""
+    with ServerThread(presigned_gateway(moto.endpoint, ROOT_KEY), lifespan="off") as server:
+        yield moto, server.url
+
+
+def test_s3_presigned_urls_are_enforced_over_http(checked_s3: tuple[Moto, str]) -> None:
+    moto, gateway = checked_s3
+    bucket = moto.bucket()
+    store = S3Storage(
+        bucket=bucket,
+        endpoint_url=gateway,
+        region=REGION,
+        access_key_id=ROOT_KEY[0],
+        secret_access_key=ROOT_KEY[1],
+    )
+    key = media_key()
+    run(store.put(key, PNG, "image/png"))  # header-signed calls pass through the gateway
+
+    url = run(store.signed_url(key, 60))
+    assert url.startswith(gateway)
+    ok = httpx.get(url)
+    assert ok.status_code == 200 and ok.content == PNG
+
+    sig = parse_qs(urlsplit(url).query)["X-Amz-Signature"][0]
+    flipped = ("0" if sig[0] != "0" else "1") + sig[1:]
+    tampered = [
+        url.replace(sig, flipped),  # signature
+        url.replace(key, media_key()),  # object key
+        url.replace("X-Amz-Expires=60", "X-Amz-Expires=6000"),  # lifetime
+    ]
+    for bad in tampered:
+        response = httpx.get(bad)
+        assert response.status_code == 403, bad
+        assert b"SignatureDoesNotMatch" in response.content
+
+    short = run(store.signed_url(key, 1))
+    assert httpx.get(short).status_code == 200
+    time.sleep(2.1)
+    expired = httpx.get(short)
+    assert expired.status_code == 403
+    assert b"Request has expired" in expired.content
