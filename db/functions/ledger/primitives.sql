@@ -356,17 +356,9 @@ begin
   perform creditgate_private.check_key(p_key);
   v_hash := md5(jsonb_build_array('spend', p_user_id, p_amount, p_generation_id)::text);
 
-  perform 1 from creditgate.balances as b where b.user_id = p_user_id for update;
-  if not found then
-    perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
-  end if;
-  select l.* into v_entry from creditgate.ledger as l where l.idempotency_key = p_key;
-  if found then
-    if v_entry.request_hash <> v_hash then
-      perform creditgate_private.raise_error(
-        'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
-      );
-    end if;
+  perform creditgate_private.lock_balance(p_user_id);
+  v_entry := creditgate_private.find_entry(p_key, v_hash);
+  if v_entry.id is not null then
     return creditgate_private.entry_json(v_entry, true);
   end if;
 
