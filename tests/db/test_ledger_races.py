@@ -212,7 +212,7 @@ def test_50_concurrent_refunds_with_distinct_keys_refund_exactly_the_charge(
         db, "select balance from creditgate.balances where user_id = %s", user
     ) == 140
     assert owner_value(
-        db, "select array_agg(remaining order by priority) from creditgate.credit_lots"
+        db, "select array_agg(remaining::bigint order by priority) from creditgate.credit_lots"
         " where user_id = %s", user,
     ) == [40, 100]
     assert_audit_ok(db)

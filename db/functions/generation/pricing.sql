@@ -135,6 +135,7 @@ declare
   v_params jsonb;
   v_out jsonb;
   v_text_max integer;
+  v_setting jsonb;
   v_max_side integer;
   v_width bigint;
   v_height bigint;
@@ -178,8 +179,9 @@ begin
   v_params := v_params || p_params;
 
   v_text_max := p_model.max_prompt_length;
-  if creditgate_private.json_is_int(creditgate_private.setting('max_prompt_length'), 1, 100000) then
-    v_text_max := least(v_text_max, (creditgate_private.setting('max_prompt_length') #>> '{}')::integer);
+  v_setting := creditgate_private.setting('max_prompt_length');
+  if creditgate_private.json_is_int(v_setting, 1, 100000) then
+    v_text_max := least(v_text_max, (v_setting #>> '{}')::integer);
   end if;
 
   if p_model.kind = 'chat' then
@@ -323,7 +325,7 @@ begin
     from jsonb_array_elements(p_params -> 'messages') as e;
     v_output_tokens := (p_params ->> 'max_tokens')::bigint;
   end if;
-  if jsonb_typeof(p_params -> 'loras') = 'array' then
+  if jsonb_typeof(p_params -> 'loras') = 'array' and p_params -> 'loras' <> '[]'::jsonb then
     select
       coalesce(jsonb_agg(jsonb_build_object('id', l.id, 'price', l.price) order by r.ord), '[]'::jsonb),
       coalesce(sum(l.price), 0)::bigint

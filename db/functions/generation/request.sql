@@ -115,7 +115,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_user_id uuid := creditgate_private.require_user();
+  v_user_id uuid := auth.uid();
   v_model creditgate.models;
   v_params jsonb;
   v_price jsonb;
@@ -129,7 +129,15 @@ declare
   v_spend jsonb;
   v_now timestamptz := now();
 begin
-  perform creditgate_private.check_key(request_generation.idempotency_key);
+  -- require_user() and check_key() written out: this is the hottest path there is.
+  if v_user_id is null then
+    perform creditgate_private.raise_error('not_authenticated');
+  end if;
+  if request_generation.idempotency_key is null
+     or length(request_generation.idempotency_key) not between 1 and 200
+     or request_generation.idempotency_key !~ '^[\x21-\x7e]+$' then
+    perform creditgate_private.invalid('idempotency_key', '1-200 printable ASCII characters, no spaces');
+  end if;
   if creditgate_private.setting('maintenance_mode') = 'true'::jsonb then
     perform creditgate_private.raise_error('maintenance');
   end if;
@@ -139,9 +147,12 @@ begin
   v_cost := (v_price ->> 'cost')::bigint;
   v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
 
-  -- The per-user mutex: concurrent calls with one key queue here, and the first one's
-  -- generation is visible to the rest once it commits.
-  perform creditgate_private.lock_balance(v_user_id);
+  -- The per-user mutex (lock_balance): concurrent calls with one key queue here, and the
+  -- first one's generation is visible to the rest once it commits.
+  select b.plan into v_plan from creditgate.balances as b where b.user_id = v_user_id for update;
+  if not found then
+    perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
+  end if;
 
   select g.* into v_existing
   from creditgate.generations as g
@@ -167,7 +178,6 @@ begin
   v_ip := creditgate_private.client_ip();
   perform creditgate_private.take_rate_limits(v_user_id, v_ip, v_model.kind, v_now);
 
-  select b.plan into v_plan from creditgate.balances as b where b.user_id = v_user_id;
   v_daily := creditgate_private.daily_usage(v_user_id, v_plan);
   if jsonb_typeof(v_daily -> 'cap') = 'number'
      and (v_daily ->> 'used')::bigint + v_cost > (v_daily ->> 'cap')::bigint then
@@ -178,7 +188,7 @@ begin
     ));
   end if;
 
-  v_generation_id := gen_random_uuid();
+  v_generation_id := creditgate_private.uuid_v7();
   v_spend := creditgate_private.spend_credits(
     v_user_id, v_cost, 'charge:' || v_generation_id, v_generation_id, 'generation',
     jsonb_build_object('model_id', v_model.id, 'kind', v_model.kind), v_now

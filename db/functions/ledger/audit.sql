@@ -52,7 +52,8 @@ begin
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.id) as rn from bad) as b;
 
-  -- Each entry's lot movements add up to its delta; each lot's movements to its remaining.
+  -- Each entry's lot movements add up to its delta; each lot's movements to its remaining,
+  -- which is never more than the lot's amount.
   return query
   with bad as (
     select l.id as entry_id, l.delta, coalesce(sum(m.amount), 0) as moved
@@ -71,12 +72,27 @@ begin
     select c.id as lot_id, c.remaining, coalesce(sum(m.amount), 0) as moved
     from creditgate.credit_lots as c
     left join creditgate_private.lot_movements as m on m.lot_id = c.id
-    group by c.id, c.remaining
-    having coalesce(sum(m.amount), 0) <> c.remaining
+    group by c.id, c.remaining, c.amount
+    having coalesce(sum(m.amount), 0) <> c.remaining or c.remaining > c.amount
   )
   select 'lot_remaining_matches_movements'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.lot_id) as rn from bad) as b;
+
+  -- Every lot movement names an existing entry and an existing lot of that entry's user
+  -- (checked here rather than by foreign keys, which cost the charge path two lookups and two
+  -- row locks; movements are written only by the money primitives).
+  return query
+  with bad as (
+    select m.ledger_id, m.lot_id, m.amount, e.user_id as entry_user_id, c.user_id as lot_user_id
+    from creditgate_private.lot_movements as m
+    left join creditgate.ledger as e on e.id = m.ledger_id
+    left join creditgate.credit_lots as c on c.id = m.lot_id
+    where e.id is null or c.id is null or c.user_id <> e.user_id
+  )
+  select 'lot_movements_reference_entries_and_lots'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.ledger_id, bad.lot_id) as rn from bad) as b;
 
   -- Invariant 4: no ledger key applied twice (also holds if the unique index were dropped).
   return query

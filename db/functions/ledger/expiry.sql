@@ -40,11 +40,14 @@ begin
     -- Re-read under the user's lock: a spend may have emptied it meanwhile.
     select l.remaining into v_remaining from creditgate.credit_lots as l where l.id = v_lot.id;
     continue when v_remaining = 0;
-    select count(*) + 1 into v_seq
-    from creditgate_private.lot_movements as m
-    join creditgate.ledger as e on e.id = m.ledger_id
-    where m.lot_id = v_lot.id and e.entry_type = 'expire';
-    v_key := format('expire:%s:%s', v_lot.id, v_seq);
+    -- The lot's nth expiry (a refund into an expired lot makes a second one): the first
+    -- n whose key is free, found through the ledger's key index.
+    v_seq := 1;
+    v_key := format('expire:%s:1', v_lot.id);
+    while exists (select 1 from creditgate.ledger as e where e.idempotency_key = v_key) loop
+      v_seq := v_seq + 1;
+      v_key := format('expire:%s:%s', v_lot.id, v_seq);
+    end loop;
     v_entry := creditgate_private.post_entry(
       v_lot.user_id, 'expire', v_remaining, v_key,
       md5(jsonb_build_array('expire', v_lot.id, v_seq)::text),

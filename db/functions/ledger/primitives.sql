@@ -9,7 +9,7 @@
 -- check_key(p_key)                               PT400 invalid_request
 -- lock_balance(p_user_id, p_create) -> bigint    PT404 not_found
 -- find_entry(p_key, p_request_hash) -> ledger    PT409 idempotency_key_reused
--- post_entry(...) -> ledger                      PT409 idempotency_key_reused (racing key)
+-- post_entry(...) -> ledger                      23505 (another user racing for the key)
 -- move_lots(p_entry_id, p_user_id, p_amount, p_now, p_paid_first) -> bigint
 -- available_credits(p_user_id, p_now) -> bigint
 -- grant_credits(...) -> jsonb                    PT400, PT404, PT409
@@ -156,7 +156,9 @@ as $$
 declare
   v_entry creditgate.ledger;
 begin
-  -- delta and balance_after are set by the ledger's BEFORE INSERT trigger.
+  -- delta and balance_after are set, and the balance moved, by the ledger's BEFORE INSERT
+  -- trigger. The caller holds the balance lock and has looked the key up (find_entry), so
+  -- a duplicate key here is another user's transaction racing for the same key: 23505.
   insert into creditgate.ledger (
     user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash,
     charge_key, generation_id, reason, metadata
@@ -164,23 +166,12 @@ begin
     p_user_id, p_entry_type, p_amount, 0, 0, p_key, p_request_hash,
     p_charge_key, p_generation_id, p_reason, coalesce(p_metadata, '{}')
   )
-  on conflict (idempotency_key) do nothing
   returning * into v_entry;
-  if v_entry.id is null then
-    -- Another user's transaction took this key first (same-user calls serialize on the
-    -- balance lock and are caught by find_entry before getting here).
-    perform creditgate_private.raise_error(
-      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
-    );
-  end if;
-  update creditgate.balances as b
-  set balance = v_entry.balance_after, updated_at = now()
-  where b.user_id = p_user_id;
   return v_entry;
 end
 $$;
 comment on function creditgate_private.post_entry(uuid, text, bigint, text, text, text, uuid, text, jsonb) is
-'Appends one ledger entry and moves the cached balance with it. Caller holds the balance lock.';
+'Appends one ledger entry (its trigger moves the cached balance). Caller holds the balance lock.';
 
 create or replace function creditgate_private.move_lots(
   p_entry_id bigint,
@@ -344,21 +335,31 @@ declare
   v_entry creditgate.ledger;
   v_available bigint;
   v_moved bigint;
-  v_entry_id bigint;
-  v_balance_after bigint;
   v_lot_id uuid;
   v_remaining bigint;
 begin
-  -- The charge path of every generation, kept to few statements (see docs/benchmarks.md).
+  -- The charge path of every generation: the fewest statements that do the job, with the
+  -- helpers (check_key, lock_balance, find_entry, entry_json) written out in place, because
+  -- each call and each statement costs time again in every transaction (docs/benchmarks.md).
   if p_amount is null or p_amount <= 0 then
     perform creditgate_private.invalid('amount', 'must be a positive integer');
   end if;
-  perform creditgate_private.check_key(p_key);
+  if p_key is null or length(p_key) not between 1 and 200 or p_key !~ '^[\x21-\x7e]+$' then
+    perform creditgate_private.invalid('idempotency_key', '1-200 printable ASCII characters, no spaces');
+  end if;
   v_hash := md5(jsonb_build_array('spend', p_user_id, p_amount, p_generation_id)::text);
 
-  perform creditgate_private.lock_balance(p_user_id);
-  v_entry := creditgate_private.find_entry(p_key, v_hash);
+  perform from creditgate.balances as b where b.user_id = p_user_id for update;
+  if not found then
+    perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
+  end if;
+  select l.* into v_entry from creditgate.ledger as l where l.idempotency_key = p_key;
   if v_entry.id is not null then
+    if v_entry.request_hash <> v_hash then
+      perform creditgate_private.raise_error(
+        'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+      );
+    end if;
     return creditgate_private.entry_json(v_entry, true);
   end if;
 
@@ -372,18 +373,26 @@ begin
   limit 1;
   if v_remaining >= p_amount then
     update creditgate.credit_lots as l set remaining = l.remaining - p_amount where l.id = v_lot_id;
-    v_entry := creditgate_private.post_entry(
-      p_user_id, 'spend', p_amount, p_key, v_hash, null, p_generation_id, p_reason, p_metadata
-    );
+    insert into creditgate.ledger (
+      user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash,
+      generation_id, reason, metadata
+    ) values (
+      p_user_id, 'spend', p_amount, 0, 0, p_key, v_hash,
+      p_generation_id, p_reason, coalesce(p_metadata, '{}')
+    )
+    returning * into v_entry;
     insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
     values (v_entry.id, v_lot_id, -p_amount);
-    return creditgate_private.entry_json(v_entry, false);
+    return jsonb_build_object(
+      'entry_id', v_entry.id, 'entry_type', 'spend', 'amount', p_amount,
+      'balance', v_entry.balance_after, 'replayed', false
+    );
   end if;
 
   -- Otherwise one statement takes the lots in burn order (DESIGN §3: priority, soonest expiry with
-  -- never-expiring last, promotional before paid, oldest first), appends the entry and its
-  -- lot movements, and moves the balance. Nothing happens unless unexpired lots cover it
-  -- all. (The ledger trigger reads the balance as of before this statement: the locked one.)
+  -- never-expiring last, promotional before paid, oldest first), appends the entry (whose
+  -- trigger moves the balance) and its lot movements. Nothing happens unless unexpired lots
+  -- cover it all.
   with ordered as (
     select
       l.id,
@@ -422,23 +431,15 @@ begin
       p_generation_id, p_reason, coalesce(p_metadata, '{}')
     from available as a
     where a.total >= p_amount
-    on conflict (idempotency_key) do nothing
     returning *
   ),
   moved as (
     insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
     select e.id, t.id, -t.n from entry as e cross join lots as t
     returning amount
-  ),
-  balance as (
-    update creditgate.balances as b
-    set balance = e.balance_after, updated_at = now()
-    from entry as e
-    where b.user_id = e.user_id
-    returning b.balance
   )
   select a.total, e.id, e.balance_after, (select -sum(m.amount) from moved as m)
-  into v_available, v_entry_id, v_balance_after, v_moved
+  into v_available, v_entry.id, v_entry.balance_after, v_moved
   from available as a
   left join entry as e on true;
   if v_available < p_amount then
@@ -447,19 +448,12 @@ begin
       jsonb_build_object('required', p_amount, 'available', v_available)
     );
   end if;
-  if v_entry_id is null then
-    -- Another user's transaction took this key first (same-user calls serialize on the
-    -- balance lock and were answered by the replay check above).
-    perform creditgate_private.raise_error(
-      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
-    );
-  end if;
   if v_moved is distinct from p_amount then
     raise exception 'lots of user % covered % of %', p_user_id, v_moved, p_amount;
   end if;
   return jsonb_build_object(
-    'entry_id', v_entry_id, 'entry_type', 'spend', 'amount', p_amount,
-    'balance', v_balance_after, 'replayed', false
+    'entry_id', v_entry.id, 'entry_type', 'spend', 'amount', p_amount,
+    'balance', v_entry.balance_after, 'replayed', false
   );
 end
 $$;

@@ -1,6 +1,6 @@
 -- Ledger guards.
--- tg_ledger__before_insert: sets delta's sign from entry_type (callers give amount only)
---   and balance_after from the user's (locked) balance row.
+-- tg_ledger__before_insert: sets delta's sign from entry_type (callers give amount only),
+--   moves the user's (locked) balance row by it and sets balance_after to the result.
 -- tg_ledger__refuse_change: UPDATE, DELETE and TRUNCATE are refused for every role.
 
 create or replace function creditgate_private.tg_ledger__before_insert()
@@ -18,15 +18,28 @@ begin
     when new.entry_type in ('spend', 'expire', 'clawback')
       then -new.amount
   end;
-  -- The caller holds this row's lock (lock_balance), so the figure is current.
-  select b.balance + new.delta into new.balance_after
-  from creditgate.balances as b
-  where b.user_id = new.user_id;
+  if (new.entry_type = 'refund') <> (new.charge_key is not null) then
+    raise exception using
+      errcode = '23514',
+      message = 'a refund, and only a refund, names the charge it refunds (charge_key)';
+  end if;
+  -- The entry moves the cached balance with it, in the same statement, so the two cannot
+  -- disagree. The caller holds this row's lock (lock_balance), so the figure is current; a
+  -- balance that would go negative fails the balances domain check (23514).
+  update creditgate.balances as b
+  set balance = b.balance + new.delta, updated_at = now()
+  where b.user_id = new.user_id
+  returning b.balance into new.balance_after;
+  if not found then
+    raise exception using
+      errcode = '23503',
+      message = format('no balance row for user %s', new.user_id);
+  end if;
   return new;
 end
 $$;
 comment on function creditgate_private.tg_ledger__before_insert() is
-'Computes the signed delta from entry_type so no caller can pick the sign.';
+'Computes the signed delta from entry_type (no caller can pick the sign), moves the balance by it and records balance_after.';
 
 create or replace function creditgate_private.tg_ledger__refuse_change()
 returns trigger

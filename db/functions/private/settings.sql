@@ -1,3 +1,4 @@
+-- creditgate_private.setting_catalog() -> jsonb  {key: {value, description}}
 -- creditgate_private.setting_defaults() -> table (key, value, description)
 -- creditgate_private.setting(p_key) -> jsonb
 -- creditgate_private.setting_problem(p_key, p_value) -> text   null when p_value is acceptable
@@ -6,6 +7,40 @@
 -- here. Only keys listed here exist: admin_set_setting refuses anything else, and refuses a
 -- value that setting_problem() objects to (the audit's settings check uses it too).
 
+create or replace function creditgate_private.setting_catalog()
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  -- One constant: setting() reads a default with an operator, no query (it runs several
+  -- times on every request).
+  return '{
+    "maintenance_mode": {"value": false,
+      "description": "true switches off new generations (PT503 maintenance)"},
+    "signup_bonus": {"value": 1000,
+      "description": "credits granted to each new user (0 = none)"},
+    "signup_bonus_expires_days": {"value": null,
+      "description": "days until the signup bonus expires (null = never)"},
+    "plan_daily_caps": {"value": {"free": 20000, "pro": 500000},
+      "description": "credits a user may be charged per UTC day, by balances.plan (net of refunds); a plan missing here, or mapped to null, is uncapped; 0 blocks the plan"},
+    "media_ttl_hours": {"value": 24,
+      "description": "hours until unsaved media expire and are purged"},
+    "max_prompt_length": {"value": 10000,
+      "description": "app-wide ceiling on prompt (and chat conversation) characters; each model has its own, lower limit"},
+    "max_attempts": {"value": 3,
+      "description": "provider attempts per generation before it fails and is refunded"},
+    "lease_seconds": {"value": 120,
+      "description": "default worker lease on a claimed generation"},
+    "max_lease_seconds": {"value": 3600,
+      "description": "longest lease a worker may ask for"}
+  }'::jsonb;
+end
+$$;
+comment on function creditgate_private.setting_catalog() is
+'Every known setting: {key: {value: default, description}}.';
+
 create or replace function creditgate_private.setting_defaults()
 returns table (key text, value jsonb, description text)
 language plpgsql
@@ -13,20 +48,10 @@ immutable
 set search_path = ''
 as $$
 begin
-  -- plpgsql so the plan is cached per session (a sql function is re-planned per call).
-  return query values
-    ('maintenance_mode', 'false'::jsonb, 'true switches off new generations (PT503 maintenance)'),
-    ('signup_bonus', '1000'::jsonb, 'credits granted to each new user (0 = none)'),
-    ('signup_bonus_expires_days', 'null'::jsonb, 'days until the signup bonus expires (null = never)'),
-    ('plan_daily_caps', '{"free": 20000, "pro": 500000}'::jsonb,
-     'credits a user may be charged per UTC day, by balances.plan (net of refunds); '
-     'a plan missing here, or mapped to null, is uncapped; 0 blocks the plan'),
-    ('media_ttl_hours', '24'::jsonb, 'hours until unsaved media expire and are purged'),
-    ('max_prompt_length', '10000'::jsonb,
-     'app-wide ceiling on prompt (and chat conversation) characters; each model has its own, lower limit'),
-    ('max_attempts', '3'::jsonb, 'provider attempts per generation before it fails and is refunded'),
-    ('lease_seconds', '120'::jsonb, 'default worker lease on a claimed generation'),
-    ('max_lease_seconds', '3600'::jsonb, 'longest lease a worker may ask for');
+  return query
+  select c.key, c.value -> 'value', c.value ->> 'description'
+  from jsonb_each(creditgate_private.setting_catalog()) as c
+  order by c.key;
 end
 $$;
 comment on function creditgate_private.setting_defaults() is
@@ -46,8 +71,7 @@ begin
   if found then
     return v_value;
   end if;
-  select d.value into v_value from creditgate_private.setting_defaults() as d where d.key = p_key;
-  return v_value;
+  return creditgate_private.setting_catalog() -> p_key -> 'value';
 end
 $$;
 comment on function creditgate_private.setting(text) is
@@ -142,6 +166,7 @@ $$;
 comment on function creditgate_private.json_is_int(jsonb, numeric, numeric) is
 'Whether a JSON value is a whole number within a range (1e3 and 512.0 count; "5" does not).';
 
+revoke all on function creditgate_private.setting_catalog() from public, anon, authenticated;
 revoke all on function creditgate_private.setting_defaults() from public, anon, authenticated;
 revoke all on function creditgate_private.setting(text) from public, anon, authenticated;
 revoke all on function creditgate_private.setting_problem(text, jsonb) from public, anon, authenticated;

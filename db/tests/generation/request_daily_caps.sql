@@ -29,7 +29,7 @@ select is(
   jsonb_build_object('cap', 100, 'used', 99,
     'resets_at', date_trunc('day', now() at time zone 'UTC') at time zone 'UTC' + interval '1 day'),
   'DETAIL: cap, used and the next UTC midnight');
-select is((select b.balance from creditgate.balances as b where b.user_id = :'u'), 1000::bigint - 99,
+select is((select b.balance::bigint from creditgate.balances as b where b.user_id = :'u'), 1000::bigint - 99,
   'a capped request charges nothing');
 select is((creditgate.request_generation('one-test', '{"prompt": "x"}', 'd-5') ->> 'cost')::bigint, 1::bigint,
   'a request that brings usage exactly to the cap passes');

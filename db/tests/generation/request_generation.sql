@@ -24,7 +24,7 @@ select is(g.status, 'queued', 'the generation is queued') from creditgate.genera
 select is(g.params,
   '{"prompt": "a cat", "negative_prompt": "", "width": 512, "height": 512, "steps": 20, "cfg_scale": 7, "loras": []}'::jsonb,
   'the normalized params are stored') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
-select is(g.cost, 33::bigint, 'the cost is stored') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
+select is(g.cost::bigint, 33::bigint, 'the cost is stored') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
 select is(g.kind, 'image', 'the kind is copied from the model') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
 select is(g.charge_key, 'charge:' || g.id, 'the charge key is charge:<id>') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
 select is(g.max_attempts, 3, 'max_attempts comes from the setting') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
@@ -42,7 +42,7 @@ select is(
   creditgate.request_generation('img-test', '{"prompt": "a cat", "cfg_scale": 7.0, "width": 512}', 'req-1'),
   (:'first'::jsonb) || '{"replayed": true}',
   'a replay returns the original result with replayed = true');
-select is((select b.balance from creditgate.balances as b where b.user_id = :'u'), 966::bigint,
+select is((select b.balance::bigint from creditgate.balances as b where b.user_id = :'u'), 966::bigint,
   'a replay charges nothing');
 select is((select count(*)::integer from creditgate.generations as g where g.idempotency_key = 'req-1'), 1,
   'a replay creates nothing');
@@ -123,7 +123,7 @@ select throws_ok($$select creditgate.request_generation('video-test', '{"prompt"
   'PT402', 'insufficient_credits', 'a request above the balance is refused');
 select is(tests.error_detail($$select creditgate.request_generation('video-test', '{"prompt": "x", "duration_seconds": 10}', 'p-2')$$),
   '{"required": 603, "available": 397}'::jsonb, 'PT402 says what was required and available');
-select is((select b.balance from creditgate.balances as b where b.user_id = :'poor'), 397::bigint,
+select is((select b.balance::bigint from creditgate.balances as b where b.user_id = :'poor'), 397::bigint,
   'a refused request leaves the balance where it was');
 select is((select count(*)::integer from creditgate.generations), 1, 'a refused request creates no generation (poor sees one)');
 select is((creditgate.request_generation('img-test', '{"prompt": "x", "steps": 100, "width": 2048, "height": 2048}', 'p-3') ->> 'cost')::bigint,

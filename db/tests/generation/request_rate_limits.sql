@@ -28,7 +28,7 @@ select is(
   (tests.error_detail($$select creditgate.request_generation('img-test', '{"prompt": "4"}', 'u-4')$$) ->> 'retry_after_seconds')::integer,
   ceil(extract(epoch from to_timestamp(floor(extract(epoch from now()) / 3600) * 3600 + 3600) - now()))::integer,
   'retry_after_seconds runs to the end of the epoch-aligned window');
-select is((select b.balance from creditgate.balances as b where b.user_id = :'u'), 1000::bigint - 3 * 33,
+select is((select b.balance::bigint from creditgate.balances as b where b.user_id = :'u'), 1000::bigint - 3 * 33,
   'rate-limited requests charge nothing');
 select is((select count(*)::integer from creditgate.generations), 3, 'rate-limited requests create nothing');
 select is(

@@ -49,7 +49,7 @@ select is(
   'oldest created_at first'
 );
 select results_eq(
-  format($$select status, attempts, lease_owner, lease_expires_at, started_at
+  format($$select status::text, attempts, lease_owner, lease_expires_at, started_at
     from creditgate.generations where id in (%L, %L) order by created_at$$, :'g2', :'g3'),
   $$values ('running'::text, 1, 'worker-a'::text, now() + interval '60 seconds', now()),
            ('running'::text, 1, 'worker-a'::text, now() + interval '60 seconds', now())$$,
@@ -139,7 +139,7 @@ select is(
 select is((select jobs #>> '{0,kind}' from claim2), 'edit', 'the edit job');
 select is(
   (select jobs #>> '{0,cost}' from claim2)::bigint,
-  (select cost from creditgate.generations where id = :'g_edit'),
+  (select cost::bigint from creditgate.generations where id = :'g_edit'),
   'claimed with the cost request_generation charged'
 );
 
@@ -182,7 +182,7 @@ select is(
 
 -- Claiming moved no credits.
 select is(
-  (select balance from creditgate.balances where user_id = :'u'),
+  (select balance::bigint from creditgate.balances where user_id = :'u'),
   :u_before - 100 - 150 - (select cost from creditgate.generations where id = :'g_edit') - 1,
   'claims move no credits (only the charges and the media fixture did)'
 );

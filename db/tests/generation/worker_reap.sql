@@ -51,7 +51,8 @@ select is(
 );
 select is(tests.balance_of(:'v'), :v0::bigint, 'last attempt: refunded in full, balance as before the request');
 select results_eq(
-  format($$select entry_type, amount, idempotency_key from creditgate.ledger where charge_key = %L$$, 'charge:' || :'g_last'),
+  format($$select entry_type::text, amount::bigint, idempotency_key::text from creditgate.ledger
+    where charge_key = %L$$, 'charge:' || :'g_last'),
   format($$values ('refund'::text, 70::bigint, %L::text)$$, 'refund:' || :'g_last'),
   'the refund is keyed refund:<generation_id>'
 );

@@ -9,7 +9,7 @@ update creditgate.models set enabled = false where id = 'sd15';
 \ir ../../../supabase/seed.sql
 
 select is(
-  (select array_agg(kind order by kind) from (select distinct kind from creditgate.models
+  (select array_agg(kind::text order by kind) from (select distinct kind from creditgate.models
     where id in ('sdxl', 'sd15', 'sdxl-edit', 'animatediff', 'local-chat')) as k),
   array['chat', 'edit', 'image', 'video'],
   'a model of every kind'

@@ -148,7 +148,8 @@ select is(
 );
 select is(tests.balance_of(:'u'), :b_chat_charged::bigint + 27, 'the balance gets exactly cost - actual_cost back');
 select results_eq(
-  format($$select entry_type, amount, idempotency_key, generation_id from creditgate.ledger where charge_key = %L$$,
+  format($$select entry_type::text, amount::bigint, idempotency_key::text, generation_id from creditgate.ledger
+    where charge_key = %L$$,
     'charge:' || :'g_chat'),
   format($$values ('refund'::text, 27::bigint, %L::text, %L::uuid)$$, 'refund:' || :'g_chat', :'g_chat'),
   'one refund entry, key refund:<generation_id>, against the charge'

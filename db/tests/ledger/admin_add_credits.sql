@@ -60,7 +60,7 @@ select is(
   'an admin recharge returns the entry and the balance after'
 );
 select results_eq(
-  $$ select l.idempotency_key, l.reason, l.metadata, l.user_id from creditgate.ledger as l, r1
+  $$ select l.idempotency_key::text, l.reason, l.metadata, l.user_id from creditgate.ledger as l, r1
      where l.id = (r1.r ->> 'entry_id')::bigint $$,
   $$ values ('admin:ticket-42'::text, 'support ticket 42'::text,
        '{"admin_id": "e1000000-0000-4000-8000-00000000000a"}'::jsonb,
@@ -68,7 +68,8 @@ select results_eq(
   'the entry is keyed admin:<key>, keeps the reason and records which admin'
 );
 select results_eq(
-  $$ select c.category, c.priority::integer, c.expires_at, c.remaining from creditgate.credit_lots as c, r1
+  $$ select c.category::text, c.priority::integer, c.expires_at, c.remaining::bigint
+     from creditgate.credit_lots as c, r1
      where c.id = (r1.r ->> 'lot_id')::uuid $$,
   $$ values ('promotional'::text, 50, null::timestamptz, 250::bigint) $$,
   'the lot is promotional, priority 50, never expires'
@@ -91,7 +92,7 @@ select throws_ok(
 );
 select tests.as_owner();
 select is(
-  (select balance from creditgate.balances where user_id = 'e1000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = 'e1000000-0000-4000-8000-000000000001'),
   1250::bigint, 'granted once'
 );
 -- A service grant under the raw key 'ticket-42' is another key entirely.

@@ -6,7 +6,7 @@
 
 begin;
 set local client_min_messages = warning;
-select plan(32);
+select plan(35);
 
 -- failing(audit): names of the checks with failures, sorted.
 create function pg_temp.failing(p_audit jsonb) returns text[]
@@ -39,7 +39,8 @@ select is(pg_temp.failing(:'clean'), '{}'::text[], 'every check reports 0 failur
 select ok(
   (select array_agg(c ->> 'name') from jsonb_array_elements(:'clean'::jsonb -> 'checks') as c)
   @> array['balance_matches_ledger_and_lots', 'balance_after_chain', 'entry_lot_movements_match_delta',
-           'lot_remaining_matches_movements', 'idempotency_keys_unique', 'refunds_within_charge',
+           'lot_remaining_matches_movements', 'lot_movements_reference_entries_and_lots',
+           'idempotency_keys_unique', 'refunds_within_charge',
            'clawbacks_match_ledger', 'settings_known_and_typed'],
   'the audit runs every ledger check'
 );
@@ -77,7 +78,8 @@ select ok(
   'reported by the balance and the lot movement checks'
 );
 
--- 3. Triggers on, a credit inserted directly (no lot, no balance update).
+-- 3. Triggers on, a credit inserted directly (no lot; the trigger moves the balance, so the
+--    lots no longer add up to it).
 savepoint c3; -- noqa: PRS
 insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash)
 values ('06000000-0000-4000-8000-000000000001', 'grant', 50, 0, 0, 'direct-grant', 'x');
@@ -136,8 +138,33 @@ select is(pg_temp.failing(:'c6'),
   array['balance_matches_ledger_and_lots', 'lot_remaining_matches_movements'],
   'the lots no longer sum to the balance, nor the lot to its movements');
 
+-- 6b. A lot left holding more than it was created with (its movements still agree). The
+--     signup bonus lot: the paid lot is empty by now, and a lot's amount must be positive.
+savepoint c6b; -- noqa: PRS
+update creditgate.credit_lots set amount = remaining - 1
+where user_id = '06000000-0000-4000-8000-000000000001' and category = 'promotional';
+select creditgate.audit() as c6b \gset
+rollback to savepoint c6b; -- noqa: PRS
+select is(pg_temp.failing(:'c6b'), array['lot_remaining_matches_movements'],
+  'a lot holding more than its amount is reported by the lot check');
+
+-- 6c. A movement naming a lot that does not exist.
+savepoint c6c; -- noqa: PRS
+insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+select min(l.id), 'dead0000-0000-4000-8000-000000000001', 1 from creditgate.ledger as l
+where l.user_id = '06000000-0000-4000-8000-000000000001';
+select creditgate.audit() as c6c \gset
+rollback to savepoint c6c; -- noqa: PRS
+select ok('lot_movements_reference_entries_and_lots' = any(pg_temp.failing(:'c6c')),
+  'a movement into a missing lot is reported');
+select is(
+  pg_temp.check_of(:'c6c', 'lot_movements_reference_entries_and_lots') -> 'samples' -> 0 ->> 'lot_id',
+  'dead0000-0000-4000-8000-000000000001', 'the sample names the missing lot'
+);
+
 -- 7. More refunded than charged, everything else made consistent (the credits land in a
---    new lot so that lots, movements and the balance all agree).
+--    new lot so that lots, movements and the balance, which the ledger trigger moves, all
+--    agree).
 savepoint c7; -- noqa: PRS
 with e as (
   insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after, idempotency_key,
@@ -151,7 +178,6 @@ with e as (
 )
 insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
 select lot.source_entry_id, lot.id, 250 from lot;
-update creditgate.balances set balance = balance + 250 where user_id = '06000000-0000-4000-8000-000000000001';
 select creditgate.audit() as c7 \gset
 rollback to savepoint c7; -- noqa: PRS
 select is((:'c7'::jsonb ->> 'ok')::boolean, false, 'refunds above the charge: ok is false');
@@ -171,7 +197,6 @@ with e as (
 )
 insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
 select lot.source_entry_id, lot.id, 40 from lot;
-update creditgate.balances set balance = balance + 40 where user_id = '06000000-0000-4000-8000-000000000001';
 select creditgate.audit() as c8 \gset
 rollback to savepoint c8; -- noqa: PRS
 select is(pg_temp.failing(:'c8'), array['refunds_within_charge'],
@@ -191,7 +216,6 @@ with e as (
 )
 insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
 select lot.source_entry_id, lot.id, 4 from lot;
-update creditgate.balances set balance = balance + 4 where user_id = '06000000-0000-4000-8000-000000000001';
 select creditgate.audit() as c9 \gset
 rollback to savepoint c9; -- noqa: PRS
 select is(pg_temp.failing(:'c9'), array['refunds_within_charge'],

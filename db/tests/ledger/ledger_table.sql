@@ -91,37 +91,40 @@ select is_empty(
   'every entry type gets its sign from the trigger, not from the caller'
 );
 select is(
-  (select array_agg(entry_type order by entry_type) from creditgate.ledger where delta > 0
+  (select array_agg(entry_type::text order by entry_type) from creditgate.ledger where delta > 0
      and idempotency_key like 'sign-%'),
   array['admin_recharge', 'grant', 'purchase', 'refund', 'signup_bonus'],
   'credits: signup_bonus, purchase, grant, admin_recharge, refund'
 );
 select is(
-  (select array_agg(entry_type order by entry_type) from creditgate.ledger where delta < 0
+  (select array_agg(entry_type::text order by entry_type) from creditgate.ledger where delta < 0
      and idempotency_key like 'sign-%'),
   array['clawback', 'expire', 'spend'], 'debits: spend, expire, clawback'
 );
 select is(
-  (select balance_after from creditgate.ledger where idempotency_key = 'sign-grant'),
-  707::bigint, 'balance_after is computed from the balance row (700 + 7), not taken from the caller'
+  (select balance_after::bigint from creditgate.ledger where idempotency_key = 'sign-grant'),
+  721::bigint,
+  'balance_after is computed from the balance row, which each entry moves (700 + 7 + 7 + 7), not taken from the caller'
 );
 select throws_ok(
   $$ insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after,
        idempotency_key, request_hash)
      values ('c1000000-0000-4000-8000-000000000001', 'grant', 0, 0, 0, 'zero', 'x') $$,
-  '23514', 'ledger amount must be > 0', 'a zero amount is refused'
+  '23514', 'value for domain creditgate.credits violates check constraint "credits_check"',
+  'a zero amount is refused'
 );
 select throws_ok(
   $$ insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after,
        idempotency_key, request_hash)
      values ('c1000000-0000-4000-8000-000000000001', 'grant', -5, -5, 0, 'negative', 'x') $$,
-  '23514', 'ledger amount must be > 0', 'a negative amount is refused'
+  '23514', 'value for domain creditgate.credits violates check constraint "credits_check"',
+  'a negative amount is refused'
 );
 select is(
   pg_temp.error_of($$ insert into creditgate.ledger (user_id, entry_type, amount, delta,
        balance_after, idempotency_key, request_hash)
      values ('c1000000-0000-4000-8000-000000000001', 'bonus', 5, 5, 0, 'bad-type', 'x') $$) ->> 'sqlstate',
-  '23502', 'an unknown entry type gets no sign and is refused'
+  '23514', 'an unknown entry type is refused by the entry_type domain'
 );
 select throws_ok(
   $$ insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after,
@@ -134,21 +137,22 @@ select throws_ok(
   $$ insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after,
        idempotency_key, request_hash)
      values ('c1000000-0000-4000-8000-000000000001', 'refund', 5, 5, 0, 'orphan-refund', 'x') $$,
-  '23514', 'new row for relation "ledger" violates check constraint "ledger_refund_charge_check"',
+  '23514', 'a refund, and only a refund, names the charge it refunds (charge_key)',
   'a refund must name its charge'
 );
 select throws_ok(
   $$ insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after,
        idempotency_key, request_hash, charge_key)
      values ('c1000000-0000-4000-8000-000000000001', 'spend', 5, 5, 0, 'spend-with-charge', 'x', 'l-spend') $$,
-  '23514', 'new row for relation "ledger" violates check constraint "ledger_refund_charge_check"',
+  '23514', 'a refund, and only a refund, names the charge it refunds (charge_key)',
   'only a refund names a charge'
 );
 select throws_ok(
   $$ insert into creditgate.ledger (user_id, entry_type, amount, delta, balance_after,
        idempotency_key, request_hash)
      values ('c1000000-0000-4000-8000-0000000000ee', 'grant', 5, 5, 0, 'no-user', 'x') $$,
-  '23502', null, 'an entry for a user without a balance row gets no balance_after and is refused'
+  '23503', 'no balance row for user c1000000-0000-4000-8000-0000000000ee',
+  'an entry for a user without a balance row is refused'
 );
 
 -- ---------------------------------------------------------------- balance_after chain
@@ -158,7 +162,7 @@ select creditgate_private.spend_credits('c1000000-0000-4000-8000-000000000002', 
 select creditgate_private.refund_credits('c1000000-0000-4000-8000-000000000002', 'c2-s1', 100, 'c2-r1');
 select creditgate_private.spend_credits('c1000000-0000-4000-8000-000000000002', 150, 'c2-s2');
 select results_eq(
-  $$ select entry_type, delta, balance_after from creditgate.ledger
+  $$ select entry_type::text, delta, balance_after::bigint from creditgate.ledger
      where user_id = 'c1000000-0000-4000-8000-000000000002' order by id $$,
   $$ values ('signup_bonus'::text, 1000::bigint, 1000::bigint), ('purchase', 250, 1250),
             ('spend', -1100, 150), ('refund', 100, 250), ('spend', -150, 100) $$,
@@ -171,7 +175,7 @@ select is(
   'the cached balance is the last balance_after'
 );
 select is(
-  (select balance from creditgate.balances where user_id = 'c1000000-0000-4000-8000-000000000002'),
+  (select balance::bigint from creditgate.balances where user_id = 'c1000000-0000-4000-8000-000000000002'),
   (select sum(delta)::bigint from creditgate.ledger where user_id = 'c1000000-0000-4000-8000-000000000002'),
   'and the sum of the deltas'
 );

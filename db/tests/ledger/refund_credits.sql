@@ -47,7 +47,8 @@ select is(
 select is(pg_temp.moved('ref-1'), 'b_p50_promo_5d:7,c_p50_promo_never:5',
   'reverse burn order: the last-burned lot (c) is refilled first, then b');
 select results_eq(
-  $$ select entry_type, amount, delta, charge_key from creditgate.ledger where idempotency_key = 'ref-1' $$,
+  $$ select entry_type::text, amount::bigint, delta, charge_key from creditgate.ledger
+     where idempotency_key = 'ref-1' $$,
   $$ values ('refund'::text, 12::bigint, 12::bigint, 'chg-1'::text) $$,
   'the refund entry is positive and names its charge'
 );
@@ -58,7 +59,7 @@ select is(
   'the same key replays the original result with replayed=true'
 );
 select is(
-  (select balance from creditgate.balances where user_id = 'b1000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = 'b1000000-0000-4000-8000-000000000001'),
   107::bigint, 'the replay refunded nothing more'
 );
 select throws_ok(
@@ -186,14 +187,14 @@ select is(
 );
 select tests.as_owner();
 select is(
-  (select array_agg(idempotency_key order by id) from creditgate.ledger
+  (select array_agg(idempotency_key::text order by id) from creditgate.ledger
    where user_id = 'b1000000-0000-4000-8000-000000000003' and entry_type = 'expire'),
   (select array['expire:' || id || ':1', 'expire:' || id || ':2'] from lots where label = 'e_expired'),
   'each expiry of the lot has its own key'
 );
 select is(pg_temp.remaining('e_expired'), 0::bigint, 'lot e ends empty');
 select is(
-  (select balance from creditgate.balances where user_id = 'b1000000-0000-4000-8000-000000000003'),
+  (select balance::bigint from creditgate.balances where user_id = 'b1000000-0000-4000-8000-000000000003'),
   20::bigint, 'the balance is what the unexpired lot holds'
 );
 select is(

@@ -69,7 +69,7 @@ select is(
 -- ---------------------------------------------------------------- reading
 select tests.as_user('07000000-0000-4000-8000-000000000001');
 select results_eq(
-  $$ select user_id, balance from creditgate.balances $$,
+  $$ select user_id, balance::bigint from creditgate.balances $$,
   $$ values ('07000000-0000-4000-8000-000000000001'::uuid, 1000::bigint) $$,
   'a user reads their own balance row and no other'
 );

@@ -28,14 +28,14 @@ select is(
   'a checkout grants the pack''s credits and says which pack'
 );
 select results_eq(
-  format($$ select l.idempotency_key, l.entry_type, l.delta, l.reason, l.metadata
+  format($$ select l.idempotency_key::text, l.entry_type::text, l.delta, l.reason, l.metadata
      from creditgate.ledger as l where l.id = %s $$, :'r1'::jsonb ->> 'entry_id'),
   $$ values ('stripe:evt_1'::text, 'purchase'::text, 500::bigint, 'stripe checkout'::text,
        '{"event_id": "evt_1", "price_id": "price_starter", "pack_id": "starter", "quantity": 1}'::jsonb) $$,
   'the entry is keyed stripe:<event_id> and records the event, price, pack and quantity'
 );
 select results_eq(
-  format($$ select category, priority::integer, expires_at, amount from creditgate.credit_lots
+  format($$ select category::text, priority::integer, expires_at, amount::bigint from creditgate.credit_lots
      where id = %L $$, :'r1'::jsonb ->> 'lot_id'),
   $$ values ('paid'::text, 50, null::timestamptz, 500::bigint) $$,
   'the lot takes the pack''s category, priority and (no) expiry'
@@ -46,7 +46,7 @@ select is(
   '600', 'quantity multiplies the pack''s credits'
 );
 select results_eq(
-  $$ select category, priority::integer, expires_at, amount from creditgate.credit_lots
+  $$ select category::text, priority::integer, expires_at, amount::bigint from creditgate.credit_lots
      where source_entry_id = (select id from creditgate.ledger where idempotency_key = 'stripe:evt_2') $$,
   $$ values ('promotional'::text, 20, now() + interval '30 days', 600::bigint) $$,
   'an expiring pack gives a lot expiring expires_after from now'
@@ -76,7 +76,7 @@ select is(
   1::bigint, 'one entry however often the event arrives'
 );
 select is(
-  (select balance from creditgate.balances where user_id = '02000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = '02000000-0000-4000-8000-000000000001'),
   2100::bigint, 'the user got 500 + 600 once each'
 );
 select throws_ok(

@@ -41,7 +41,7 @@ select is(
 select is(pg_temp.moved('stripe:dp_1'), 'paid_p50:-30',
   'paid credits go first, ahead of a promotional lot with better priority');
 select results_eq(
-  $$ select entry_type, amount, delta, reason, metadata from creditgate.ledger
+  $$ select entry_type::text, amount::bigint, delta, reason, metadata from creditgate.ledger
      where idempotency_key = 'stripe:dp_1' $$,
   $$ values ('clawback'::text, 30::bigint, -30::bigint, 'dispute'::text,
        '{"event_id": "dp_1", "requested": 30}'::jsonb) $$,
@@ -72,7 +72,8 @@ select results_eq(
   'the clawback record keeps requested, taken and the shortfall'
 );
 select is(
-  (select remaining from creditgate.credit_lots where id = (select id from lots where label = 'paid_lapsed')),
+  (select remaining::bigint from creditgate.credit_lots
+   where id = (select id from lots where label = 'paid_lapsed')),
   40::bigint, 'expired credits are never taken (the 40 left are the lapsed lot''s)'
 );
 select tests.as_service();
@@ -115,7 +116,7 @@ select is(
   'replays posted nothing'
 );
 select is(
-  (select balance from creditgate.balances where user_id = '03000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = '03000000-0000-4000-8000-000000000001'),
   40::bigint, 'replays took nothing'
 );
 select tests.as_service();

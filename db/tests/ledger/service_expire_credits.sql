@@ -33,22 +33,23 @@ select is(
 );
 select tests.as_owner();
 select results_eq(
-  $$ select entry_type, amount, delta, balance_after, reason, metadata ->> 'lot_id'
+  $$ select entry_type::text, amount::bigint, delta, balance_after::bigint, reason, metadata ->> 'lot_id'
      from creditgate.ledger where idempotency_key = 'expire:' || $$ || quote_literal(:'lot_x') || $$ || ':1' $$,
   format($$ values ('expire'::text, 100::bigint, -100::bigint, 80::bigint, 'credits expired'::text, %L::text) $$,
     :'lot_x'),
   'one expire entry keyed expire:<lot_id>:1 for the whole lot'
 );
 select is(
-  (select remaining from creditgate.credit_lots where id = :'lot_x'), 0::bigint, 'lot x is empty'
+  (select remaining::bigint from creditgate.credit_lots where id = :'lot_x'), 0::bigint, 'lot x is empty'
 );
 select is(
-  (select m.amount from creditgate_private.lot_movements as m inner join creditgate.ledger as l on l.id = m.ledger_id
+  (select m.amount::bigint from creditgate_private.lot_movements as m
+   inner join creditgate.ledger as l on l.id = m.ledger_id
    where l.entry_type = 'expire' and m.lot_id = :'lot_x'),
   -100::bigint, 'the expiry is recorded as a movement out of lot x'
 );
 select is(
-  (select balance from creditgate.balances where user_id = '04000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = '04000000-0000-4000-8000-000000000001'),
   80::bigint, 'the balance drops by what expired'
 );
 
@@ -70,7 +71,7 @@ select is(
 );
 select tests.as_owner();
 select is(
-  (select balance from creditgate.balances where user_id = '04000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = '04000000-0000-4000-8000-000000000001'),
   50::bigint, 'only the never-expiring lot is left'
 );
 select is(

@@ -26,13 +26,13 @@ select is(
   'a grant returns its type, amount, balance after and replayed=false'
 );
 select results_eq(
-  $$ select l.entry_type, l.amount, l.delta, l.balance_after, l.reason, l.metadata
+  $$ select l.entry_type::text, l.amount::bigint, l.delta, l.balance_after::bigint, l.reason, l.metadata
      from creditgate.ledger as l, r1 where l.id = (r1.r ->> 'entry_id')::bigint $$,
   $$ values ('purchase'::text, 500::bigint, 500::bigint, 1500::bigint, 'pack'::text, '{"order": 7}'::jsonb) $$,
   'one ledger entry with the reason and metadata'
 );
 select results_eq(
-  $$ select c.category, c.priority::integer, c.amount, c.remaining, c.expires_at
+  $$ select c.category::text, c.priority::integer, c.amount::bigint, c.remaining::bigint, c.expires_at
      from creditgate.credit_lots as c, r1 where c.id = (r1.r ->> 'lot_id')::uuid $$,
   $$ values ('paid'::text, 20, 500::bigint, 500::bigint, now() + interval '30 days') $$,
   'one lot with the requested category, priority and expiry'
@@ -42,11 +42,11 @@ select is(
   (select (r ->> 'entry_id')::bigint from r1), 'the lot points at the entry that created it'
 );
 select is(
-  (select amount from creditgate_private.lot_movements, r1 where ledger_id = (r1.r ->> 'entry_id')::bigint),
+  (select amount::bigint from creditgate_private.lot_movements, r1 where ledger_id = (r1.r ->> 'entry_id')::bigint),
   500::bigint, 'the lot''s arrival is recorded as a movement'
 );
 select is(
-  (select balance from creditgate.balances where user_id = 'd1000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = 'd1000000-0000-4000-8000-000000000001'),
   1500::bigint, 'the balance moved'
 );
 select tests.as_service();
@@ -57,7 +57,7 @@ select is(
   'the optional arguments have defaults'
 );
 select results_eq(
-  $$ select category, priority::integer, expires_at from creditgate.credit_lots
+  $$ select category::text, priority::integer, expires_at from creditgate.credit_lots
      where source_entry_id = (select id from creditgate.ledger where idempotency_key = 'grant-defaults') $$,
   $$ values ('promotional'::text, 50, null::timestamptz) $$,
   'defaults: promotional, priority 50, never expires'
@@ -87,7 +87,7 @@ select is(
   2::bigint, 'the replay created no lot (signup lot + one)'
 );
 select is(
-  (select balance from creditgate.balances where user_id = 'd1000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = 'd1000000-0000-4000-8000-000000000001'),
   1500::bigint, 'the replay granted nothing'
 );
 select tests.as_service();

@@ -15,18 +15,19 @@ select trigger_is('auth', 'users', 'creditgate_on_auth_user_created',
 -- ---------------------------------------------------------------- the default bonus
 select tests.create_user(p_id => '05000000-0000-4000-8000-000000000001');
 select is(
-  (select balance from creditgate.balances where user_id = '05000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = '05000000-0000-4000-8000-000000000001'),
   1000::bigint, 'a new user starts with the default bonus of 1000'
 );
 select results_eq(
-  $$ select entry_type, amount, idempotency_key, reason from creditgate.ledger
+  $$ select entry_type::text, amount::bigint, idempotency_key::text, reason from creditgate.ledger
      where user_id = '05000000-0000-4000-8000-000000000001' $$,
   $$ values ('signup_bonus'::text, 1000::bigint, 'signup:05000000-0000-4000-8000-000000000001'::text,
        'signup bonus'::text) $$,
   'one signup_bonus entry keyed signup:<user_id>'
 );
 select results_eq(
-  $$ select category, priority::integer, amount, remaining, expires_at from creditgate.credit_lots
+  $$ select category::text, priority::integer, amount::bigint, remaining::bigint, expires_at
+     from creditgate.credit_lots
      where user_id = '05000000-0000-4000-8000-000000000001' $$,
   $$ values ('promotional'::text, 50, 1000::bigint, 1000::bigint, null::timestamptz) $$,
   'one promotional lot, priority 50, never expiring'
@@ -48,7 +49,7 @@ select is(
   1::bigint, 'running the trigger again posts no second bonus'
 );
 select is(
-  (select balance from creditgate.balances where user_id = '05000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = '05000000-0000-4000-8000-000000000001'),
   1000::bigint, 'the balance is unchanged'
 );
 insert into creditgate_private.settings (key, value) values ('signup_bonus', '250');
@@ -64,17 +65,17 @@ select is(
 -- ---------------------------------------------------------------- a changed setting
 select tests.create_user(p_id => '05000000-0000-4000-8000-000000000002');
 select is(
-  (select balance from creditgate.balances where user_id = '05000000-0000-4000-8000-000000000002'),
+  (select balance::bigint from creditgate.balances where user_id = '05000000-0000-4000-8000-000000000002'),
   250::bigint, 'after the setting changed to 250 a new user gets 250'
 );
 select is(
-  (select amount from creditgate.ledger where idempotency_key = 'signup:05000000-0000-4000-8000-000000000002'),
+  (select amount::bigint from creditgate.ledger where idempotency_key = 'signup:05000000-0000-4000-8000-000000000002'),
   250::bigint, 'as a signup_bonus entry of 250'
 );
 update creditgate_private.settings set value = '0' where key = 'signup_bonus';
 select tests.create_user(p_id => '05000000-0000-4000-8000-000000000003');
 select is(
-  (select balance from creditgate.balances where user_id = '05000000-0000-4000-8000-000000000003'),
+  (select balance::bigint from creditgate.balances where user_id = '05000000-0000-4000-8000-000000000003'),
   0::bigint, 'with signup_bonus 0 a new user gets a balance row with 0'
 );
 select is(
@@ -89,7 +90,7 @@ update creditgate_private.settings set value = '100' where key = 'signup_bonus';
 insert into creditgate_private.settings (key, value) values ('signup_bonus_expires_days', '7');
 select tests.create_user(p_id => '05000000-0000-4000-8000-000000000004');
 select results_eq(
-  $$ select amount, expires_at from creditgate.credit_lots
+  $$ select amount::bigint, expires_at from creditgate.credit_lots
      where user_id = '05000000-0000-4000-8000-000000000004' $$,
   $$ values (100::bigint, now() + interval '7 days') $$,
   'signup_bonus_expires_days 7 makes the bonus lot expire in 7 days'

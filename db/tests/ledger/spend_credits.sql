@@ -28,13 +28,13 @@ select is(
   'a spend returns its type, amount, the balance after and replayed=false'
 );
 select results_eq(
-  $$ select entry_type, amount, delta, balance_after from creditgate.ledger
+  $$ select entry_type::text, amount::bigint, delta, balance_after::bigint from creditgate.ledger
      where idempotency_key = 'charge-1' $$,
   $$ values ('spend'::text, 100::bigint, -100::bigint, 900::bigint) $$,
   'the spend is one ledger row with a negative delta and balance_after'
 );
 select is(
-  (select balance from creditgate.balances where user_id = 'a1000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = 'a1000000-0000-4000-8000-000000000001'),
   900::bigint, 'the cached balance moved with the ledger'
 );
 select is(
@@ -54,7 +54,7 @@ select is(
   2::bigint, 'replays posted nothing'
 );
 select is(
-  (select balance from creditgate.balances where user_id = 'a1000000-0000-4000-8000-000000000001'),
+  (select balance::bigint from creditgate.balances where user_id = 'a1000000-0000-4000-8000-000000000001'),
   850::bigint, 'replays charged nothing'
 );
 
@@ -190,7 +190,7 @@ select is(
   'only the expired lot is left: nothing is spendable'
 );
 select is(
-  (select remaining from creditgate.credit_lots
+  (select remaining::bigint from creditgate.credit_lots
    where id = (select id from lots where label = 'x_p0_promo_expired')),
   10::bigint, 'the expired lot was never touched'
 );
@@ -228,7 +228,7 @@ select creditgate_private.spend_credits('a1000000-0000-4000-8000-000000000004', 
 select is(pg_temp.hits('inst-3'), 'never:30',
   'at T a spend skips the lapsed priority-10 lot and burns the never-expiring one');
 select is(
-  (select balance from creditgate.balances where user_id = 'a1000000-0000-4000-8000-000000000004'),
+  (select balance::bigint from creditgate.balances where user_id = 'a1000000-0000-4000-8000-000000000004'),
   110::bigint, 'the balance still holds the unswept 90 until the expiry sweep posts them'
 );
 
