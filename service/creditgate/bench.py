@@ -24,6 +24,11 @@ and, unless ``--no-http``, one more through the running service:
      The request path only: no worker runs, generations stay queued (as in e), so the
      figure is e's plus HTTP, JSON, JWT verification, the pool and logging.
 
+The pgbench workloads a-e run ``--rounds`` times, round-robin (a b c d e, a b c d e, ...),
+so a baseline and what is compared with it always run minutes apart at most: a shared
+machine's slow patches hit both. Each ratio is computed per round and the median reported
+(with every round's value); each workload's TPS is the median of its rounds.
+
 It reports TPS, latencies (p50/p99 over HTTP) and the ratios spend/baseline (spread, hot),
 request_generation/baseline against their targets, and HTTP/request_generation.
 
@@ -55,6 +60,7 @@ import re
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,6 +151,7 @@ class BenchConfig:
     duration: int = 15
     clients: int = 8
     jobs: int = 2
+    rounds: int = 3
     model_id: str | None = None
     params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
     http: bool = True
@@ -163,6 +170,8 @@ class BenchConfig:
             raise ValueError("--duration must be at least 1 second")
         if self.clients < 1 or self.jobs < 1:
             raise ValueError("--clients and --jobs must be at least 1")
+        if self.rounds < 1:
+            raise ValueError("--rounds must be at least 1")
         if self.http_duration is not None and self.http_duration < 1:
             raise ValueError("--http-duration must be at least 1 second")
         if self.http_clients is not None and self.http_clients < 1:
@@ -224,6 +233,8 @@ class RunResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     cpu: dict[str, float | None] | None = None
+    # pgbench workloads: TPS of each round (tps is their median).
+    tps_rounds: list[float] | None = None
 
 
 @dataclass
@@ -231,6 +242,7 @@ class Ratio:
     name: str
     value: float | None
     target: float | None  # None: informational
+    rounds: list[float] | None = None  # per-round values (value is their median)
 
     @property
     def met(self) -> bool | None:
@@ -239,7 +251,8 @@ class Ratio:
         return self.value >= self.target
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "target": self.target, "met": self.met}
+        return {"name": self.name, "value": self.value, "target": self.target, "met": self.met,
+                "rounds": self.rounds}
 
 
 @dataclass
@@ -698,17 +711,37 @@ def settle(cfg: BenchConfig) -> None:
         raise BenchError(f"cannot vacuum and checkpoint {cfg.database}: {exc}") from exc
 
 
+def combine_rounds(rounds: list[RunResult]) -> RunResult:
+    """One workload's rounds as one result: median TPS and latency, summed transactions."""
+    first = rounds[0]
+    tps = [r.tps for r in rounds if r.tps is not None]
+    latency = [r.latency_ms for r in rounds if r.latency_ms is not None]
+    return dataclasses.replace(
+        first,
+        tps=statistics.median(tps) if tps else None,
+        latency_ms=round(statistics.median(latency), 3) if latency else None,
+        transactions=sum(r.transactions or 0 for r in rounds),
+        failed=sum(r.failed or 0 for r in rounds),
+        tps_rounds=tps,
+    )
+
+
 def compute_ratios(runs: list[RunResult]) -> list[Ratio]:
-    tps = {r.name: r.tps for r in runs}
+    """Each ratio per round where both sides ran in rounds (their median reported), else the
+    ratio of the two TPS figures (the HTTP run is a single one)."""
+    by_name = {r.name: r for r in runs}
 
-    def ratio(top: str, bottom: str) -> float | None:
-        a, b = tps.get(top), tps.get(bottom)
-        return round(a / b, 3) if a is not None and b else None
+    def ratio(name: str, top: str, bottom: str, target: float | None) -> Ratio:
+        a, b = by_name.get(top), by_name.get(bottom)
+        if a is None or b is None or a.tps is None or not b.tps:
+            return Ratio(name, None, target)
+        if a.tps_rounds and b.tps_rounds and len(a.tps_rounds) == len(b.tps_rounds):
+            per_round = [round(x / y, 3) for x, y in zip(a.tps_rounds, b.tps_rounds, strict=True) if y]
+            return Ratio(name, round(statistics.median(per_round), 3), target, per_round)
+        return Ratio(name, round(a.tps / b.tps, 3), target)
 
-    ratios = [Ratio(name, ratio(top, bottom), target)
-              for name, (top, bottom, target) in TARGETS.items()]
-    ratios += [Ratio(name, ratio(top, bottom), None)
-               for name, (top, bottom) in INFO_RATIOS.items()]
+    ratios = [ratio(name, top, bottom, target) for name, (top, bottom, target) in TARGETS.items()]
+    ratios += [ratio(name, top, bottom, None) for name, (top, bottom) in INFO_RATIOS.items()]
     return ratios
 
 
@@ -1323,23 +1356,34 @@ def run(cfg: BenchConfig, console: Console) -> BenchReport:
         growth: GrowthReport | None = None
         task: TaskID
         with tempfile.TemporaryDirectory(prefix="creditgate-bench-") as tmp:
-            for workload in workloads(cfg, model_id, note):
+            plan = workloads(cfg, model_id, note)
+            rounds: dict[str, list[RunResult]] = {w.name: [] for w in plan}
+            for workload in plan:
                 if workload.script is None:
-                    runs.append(RunResult(workload.name, workload.description,
-                                          skipped=workload.skipped))
                     task = progress.add_task(workload.name, total=1, unit="",
                                              note="[yellow]unavailable")
                     progress.update(task, completed=1)
-                    continue
-                task = progress.add_task(workload.name, total=cfg.duration, unit="s", note="")
+            for n in range(1, cfg.rounds + 1):
+                for workload in plan:
+                    if workload.script is None:
+                        continue
+                    label = (workload.name if cfg.rounds == 1
+                             else f"{workload.name} {n}/{cfg.rounds}")
+                    task = progress.add_task(label, total=cfg.duration, unit="s", note="")
 
-                def tick(seconds: float, tps: float, task: TaskID = task) -> None:
-                    progress.update(task, completed=seconds, note=f"{tps:,.0f} tps")
+                    def tick(seconds: float, tps: float, task: TaskID = task) -> None:
+                        progress.update(task, completed=seconds, note=f"{tps:,.0f} tps")
 
-                result = run_pgbench(cfg, workload, Path(tmp), tick)
-                progress.update(task, completed=cfg.duration, note=f"{result.tps:,.0f} tps")
-                runs.append(result)
-                settle(cfg)
+                    result = run_pgbench(cfg, workload, Path(tmp), tick)
+                    progress.update(task, completed=cfg.duration, note=f"{result.tps:,.0f} tps")
+                    rounds[workload.name].append(result)
+                    settle(cfg)
+            for workload in plan:
+                if workload.script is None:
+                    runs.append(RunResult(workload.name, workload.description,
+                                          skipped=workload.skipped))
+                else:
+                    runs.append(combine_rounds(rounds[workload.name]))
 
             http_name = "http_request_generation"
             http_description = "POST /v1/generations via creditgate serve"
@@ -1379,13 +1423,14 @@ def _bytes(value: float) -> str:
 
 def _ratio_row(table: Table, q: Ratio) -> None:
     target = f">= {q.target}" if q.target is not None else ""
+    rounds = " ".join(f"{v:.3f}" for v in q.rounds) if q.rounds and len(q.rounds) > 1 else ""
     if q.value is None:
-        table.add_row(q.name, "n/a", target, "[yellow]unavailable[/]")
+        table.add_row(q.name, "n/a", target, "[yellow]unavailable[/]", "")
     elif q.target is None:
-        table.add_row(q.name, f"{q.value:.3f}", target, "")
+        table.add_row(q.name, f"{q.value:.3f}", target, "", rounds)
     else:
         table.add_row(q.name, f"{q.value:.3f}", target,
-                      "[green]met[/]" if q.met else "[red]below target[/]")
+                      "[green]met[/]" if q.met else "[red]below target[/]", rounds)
 
 
 def render(report: BenchReport, out: Console) -> None:
@@ -1404,7 +1449,8 @@ def render(report: BenchReport, out: Console) -> None:
             used = ", ".join(f"{name} {value:.0%}" for name, value in r.cpu.items()
                              if value is not None)
             out.print(f"HTTP CPU (share of one core): {used}", highlight=False)
-    ratios = Table("ratio", "value", "target", "", title="ratios", title_justify="left")
+    ratios = Table("ratio", "value", "target", "", "rounds", title="ratios",
+                   title_justify="left")
     for q in report.ratios:
         _ratio_row(ratios, q)
     out.print(ratios)
@@ -1436,7 +1482,8 @@ def render_growth(growth: GrowthReport, out: Console) -> None:
                       f"{b.run.tps:,.0f}" if b.run.tps is not None else "n/a",
                       _ms(b.run.latency_ms), " / ".join(f"{t:,.0f}" for t in b.tps_runs))
     out.print(reads)
-    ratio = Table("ratio", "value", "target", "", title="growth ratio", title_justify="left")
+    ratio = Table("ratio", "value", "target", "", "rounds", title="growth ratio",
+                  title_justify="left")
     _ratio_row(ratio, growth.ratio)
     out.print(ratio)
     out.print(f"audit after the history: {'ok' if growth.audit_ok else 'FAILED'}"

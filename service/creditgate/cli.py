@@ -366,6 +366,11 @@ def bench_cmd(
     duration: int = typer.Option(15, "--duration", min=1, help="Seconds per workload."),
     clients: int = typer.Option(8, "--clients", min=1, help="pgbench clients (-c)."),
     jobs: int = typer.Option(2, "--jobs", min=1, help="pgbench threads (-j)."),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1,
+        help="Run the pgbench workloads this many times, round-robin; ratios are the median "
+        "of the rounds'.",
+    ),
     database: str = typer.Option(
         "creditgate_bench", "--database", help="Database to DROP and recreate for the run."
     ),
@@ -415,7 +420,8 @@ def bench_cmd(
             raise ValueError("--params must be a JSON object")
         cfg = bench.BenchConfig(
             admin_url=DatabaseSettings().admin_url, database=database, users=users,
-            duration=duration, clients=clients, jobs=jobs, model_id=model, params=parsed,
+            duration=duration, clients=clients, jobs=jobs, rounds=rounds, model_id=model,
+            params=parsed,
             http=http, http_duration=http_duration, http_clients=http_clients,
             growth=growth, growth_users=growth_users, growth_cycles=growth_cycles,
             growth_small_rows=growth_small_rows, growth_large_rows=growth_large_rows,

@@ -18,7 +18,7 @@ from creditgate import bench, localdb
 from tests import dbutil
 
 CLI = [sys.executable, "-m", "creditgate.cli", "bench"]
-TINY = ["--users", "200", "--duration", "1", "--clients", "2", "--jobs", "1"]
+TINY = ["--users", "200", "--duration", "1", "--clients", "2", "--jobs", "1", "--rounds", "1"]
 # Growth users hold one signup entry each; the cycles add one spend each, the WAL samples
 # two more each: 50 + 20 + 40 = 110 < 500.
 TINY_GROWTH = ["--growth", "--growth-users", "50", "--growth-cycles", "20",
@@ -67,17 +67,24 @@ def test_bench_prints_every_workload_figure_and_ratio(bench_db: str) -> None:
 
 
 def test_bench_json_with_http(bench_db: str) -> None:
-    proc = run_bench(bench_db, "--json", "--http-duration", "2", "--http-clients", "3")
+    # The last --rounds wins over TINY's: every pgbench workload runs twice, round-robin.
+    proc = run_bench(bench_db, "--json", "--http-duration", "2", "--http-clients", "3",
+                     "--rounds", "2")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
+    assert report["config"]["rounds"] == 2
     runs = {r["name"]: r for r in report["runs"]}
     assert set(runs) == {*PGBENCH_RUNS, HTTP_RUN}
     for name in ("baseline_spread", "spend_spread", "baseline_hot", "spend_hot"):
         assert runs[name]["tps"] > 0 and runs[name]["failed"] == 0
+        assert len(runs[name]["tps_rounds"]) == 2
+        assert runs[name]["tps"] == pytest.approx(sum(runs[name]["tps_rounds"]) / 2)
     ratios = {r["name"]: r for r in report["ratios"]}
     assert set(ratios) == {*bench.TARGETS, *bench.INFO_RATIOS}
-    assert ratios["spend/baseline spread"]["value"] > 0
-    assert ratios["spend/baseline hot"]["value"] > 0
+    for name in ("spend/baseline spread", "spend/baseline hot"):
+        assert ratios[name]["value"] > 0
+        assert len(ratios[name]["rounds"]) == 2
+        assert ratios[name]["value"] == pytest.approx(sum(ratios[name]["rounds"]) / 2, abs=1e-3)
     assert report["config"]["users"] == 200
     assert report["growth"] is None
     # request_generation is measured whenever it exists (it is being built alongside), and
@@ -150,3 +157,31 @@ def test_bench_config_refuses_impossible_growth(overrides: dict[str, object], me
     values: dict[str, object] = {"admin_url": dbutil.ADMIN_URL, "growth": True, **overrides}
     with pytest.raises(ValueError, match=message):
         bench.BenchConfig(**values)  # type: ignore[arg-type]
+
+
+def test_ratios_are_the_median_of_each_rounds_ratio() -> None:
+    """A slow patch of the machine during one round moves that round's ratio, not the
+    reported one: each ratio is taken per round (both sides measured in the same round),
+    then the median of those."""
+    def run(name: str, rounds: list[float]) -> bench.RunResult:
+        return bench.combine_rounds([
+            bench.RunResult(name, name, tps=t, latency_ms=1000 / t, transactions=int(t), failed=0)
+            for t in rounds
+        ])
+
+    baseline = run("baseline_spread", [1000.0, 400.0, 500.0])
+    spend = run("spend_spread", [800.0, 300.0, 100.0])
+    assert baseline.tps == 500.0 and baseline.tps_rounds == [1000.0, 400.0, 500.0]
+    assert spend.tps == 300.0 and spend.transactions == 1200 and spend.failed == 0
+    ratios = {q.name: q for q in bench.compute_ratios([baseline, spend])}
+    spread = ratios["spend/baseline spread"]
+    assert spread.rounds == [0.8, 0.75, 0.2]
+    assert spread.value == 0.75  # the median round's ratio (the medians' ratio is 0.6)
+    assert spread.met is True
+    # Unmeasured sides give no value; a single-run side (HTTP) gives the plain TPS ratio.
+    assert ratios["spend/baseline hot"].value is None
+    http = bench.RunResult("http_request_generation", "http", tps=50.0)
+    request = run("request_generation", [100.0, 200.0, 300.0])
+    info = {q.name: q for q in bench.compute_ratios([http, request])}
+    assert info["http/request_generation"].value == 0.25
+    assert info["http/request_generation"].rounds is None
