@@ -736,7 +736,8 @@ def compute_ratios(runs: list[RunResult]) -> list[Ratio]:
         if a is None or b is None or a.tps is None or not b.tps:
             return Ratio(name, None, target)
         if a.tps_rounds and b.tps_rounds and len(a.tps_rounds) == len(b.tps_rounds):
-            per_round = [round(x / y, 3) for x, y in zip(a.tps_rounds, b.tps_rounds, strict=True) if y]
+            pairs = zip(a.tps_rounds, b.tps_rounds, strict=True)
+            per_round = [round(x / y, 3) for x, y in pairs if y]
             return Ratio(name, round(statistics.median(per_round), 3), target, per_round)
         return Ratio(name, round(a.tps / b.tps, 3), target)
 
