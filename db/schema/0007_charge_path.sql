@@ -20,6 +20,10 @@
 --   primitives and never changed, and audit() checks that each names an existing entry and
 --   a lot of the same user (which the foreign keys never checked). The expiry sweep now finds
 --   a lot's next expire key through the ledger's key index.
+-- * generations lose their foreign key to models (and its index). Its check share-locked the
+--   model's row in every request for that model: concurrent requests for one model queued
+--   on that row's lock and grew a multixact on it. Models are never deleted (they are
+--   switched off), and audit() checks that every generation names an existing model.
 -- * the expiry index no longer filters on `remaining`. A column in an index predicate
 --   counts as indexed, so every spend from a lot was a non-HOT update writing four index
 --   entries; now it is a HOT update. The expiry sweep filters `remaining > 0` on the heap.
@@ -119,6 +123,9 @@ alter table creditgate_private.lot_movements
   drop constraint lot_movements_ledger_id_fkey,
   drop constraint lot_movements_lot_id_fkey;
 drop index creditgate_private.lot_movements_lot_id_idx;
+
+alter table creditgate.generations drop constraint generations_model_id_fkey;
+drop index creditgate.generations_model_id_idx;
 
 drop index creditgate.credit_lots_expiry_idx;
 create index credit_lots_expiry_idx on creditgate.credit_lots (expires_at)

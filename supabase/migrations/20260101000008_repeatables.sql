@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: b54e2eef95d4b3eb69dd0a9754f12f42ac4b6a677d97064a50b39c909bcb9c85
+-- creditgate generated migration; do not edit. source: repeatables sha256: 08236b082d7dcff9ca9c25662149acfdfb8e85d33c364d5f2575bbfcc22dec44
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -461,7 +461,7 @@ grant execute on function creditgate.service_mark_media_purged(uuid[]) to servic
 --   normalized params (model defaults filled in, numbers in canonical form) that are
 --   hashed for idempotency, priced, stored on the generation and sent to the worker.
 --   With p_user_id, an edit's init_media_id must be that user's live image.
--- creditgate_private.price_params(p_model, p_params) -> jsonb {cost, breakdown}
+-- creditgate_private.price_params(p_model, p_params, p_breakdown = true) -> jsonb {cost, breakdown}
 --   ceil(base + per_megapixel*MP + per_step*steps + per_second*seconds
 --        + per_1k_tokens*tokens/1000 + LoRA prices), at least 1. Monotonic in every input.
 
@@ -607,11 +607,12 @@ begin
                             'fps', 'seed']
     when 'chat' then array['messages', 'max_tokens', 'temperature']
   end;
-  for v_key in select k.key from jsonb_object_keys(p_params) as k (key) order by k.key loop
-    if not v_key = any (v_allowed) then
-      perform creditgate_private.invalid(left(v_key, 64), 'unknown key');
-    end if;
-  end loop;
+  -- Unknown keys: an operator on the common path, a query only to name the first one.
+  if p_params - v_allowed <> '{}'::jsonb then
+    select k.key into v_key from jsonb_object_keys(p_params - v_allowed) as k (key)
+    order by k.key limit 1;
+    perform creditgate_private.invalid(left(v_key, 64), 'unknown key');
+  end if;
 
   -- Built-in defaults, under the model's defaults (only keys this kind knows), under the
   -- client's values; then everything is validated alike, defaults included.
@@ -622,9 +623,11 @@ begin
     when 'edit' then '{"negative_prompt": "", "width": 512, "height": 512, "steps": 20, "cfg_scale": 7, "strength": 0.75, "loras": []}'::jsonb
     else '{"negative_prompt": "", "width": 512, "height": 512, "steps": 20, "cfg_scale": 7, "loras": []}'::jsonb
   end;
-  select v_params || coalesce(jsonb_object_agg(d.key, d.value), '{}'::jsonb) into v_params
-  from jsonb_each(p_model.defaults) as d
-  where d.key = any (v_allowed) and d.key not in ('prompt', 'messages', 'init_media_id', 'loras');
+  if p_model.defaults <> '{}'::jsonb then
+    select v_params || coalesce(jsonb_object_agg(d.key, d.value), '{}'::jsonb) into v_params
+    from jsonb_each(p_model.defaults) as d
+    where d.key = any (v_allowed) and d.key not in ('prompt', 'messages', 'init_media_id', 'loras');
+  end if;
   v_params := v_params || p_params;
 
   v_text_max := p_model.max_prompt_length;
@@ -745,8 +748,12 @@ $$;
 comment on function creditgate_private.validate_params(creditgate.models, jsonb, uuid) is
 'Strict per-kind params validation shared by quote and request_generation; returns normalized params.';
 
-create or replace function creditgate_private.price_params(p_model creditgate.models, p_params jsonb)
-returns jsonb
+drop function if exists creditgate_private.price_params(creditgate.models, jsonb);
+create or replace function creditgate_private.price_params(
+  p_model creditgate.models,
+  p_params jsonb,
+  p_breakdown boolean default true
+) returns jsonb
 language plpgsql
 stable
 set search_path = ''
@@ -790,6 +797,9 @@ begin
     + p_model.price_per_1k_tokens * (v_prompt_tokens + v_output_tokens) / 1000
     + v_lora_cost;
   v_cost := greatest(1, ceil(v_subtotal))::bigint;
+  if not p_breakdown then
+    return jsonb_build_object('cost', v_cost);  -- the charge path needs no breakdown
+  end if;
   return jsonb_build_object(
     'cost', v_cost,
     'breakdown', jsonb_build_object(
@@ -811,7 +821,7 @@ begin
   );
 end
 $$;
-comment on function creditgate_private.price_params(creditgate.models, jsonb) is
+comment on function creditgate_private.price_params(creditgate.models, jsonb, boolean) is
 'Integer credit price of normalized params (rounded up, at least 1) with its breakdown.';
 
 create or replace function creditgate.quote(model_id text, params jsonb)
@@ -845,7 +855,7 @@ revoke all on function creditgate_private.param_int(jsonb, text, bigint, bigint)
 revoke all on function creditgate_private.param_number(jsonb, text, numeric, numeric) from public, anon, authenticated;
 revoke all on function creditgate_private.param_text(jsonb, text, integer, integer, boolean) from public, anon, authenticated;
 revoke all on function creditgate_private.validate_params(creditgate.models, jsonb, uuid) from public, anon, authenticated;
-revoke all on function creditgate_private.price_params(creditgate.models, jsonb) from public, anon, authenticated;
+revoke all on function creditgate_private.price_params(creditgate.models, jsonb, boolean) from public, anon, authenticated;
 revoke all on function creditgate.quote(text, jsonb) from public, anon, authenticated;
 grant execute on function creditgate.quote(text, jsonb) to anon, authenticated;
 
@@ -1108,7 +1118,7 @@ begin
   end if;
   v_model := creditgate_private.find_model(request_generation.model_id);
   v_params := creditgate_private.validate_params(v_model, request_generation.params, v_user_id);
-  v_price := creditgate_private.price_params(v_model, v_params);
+  v_price := creditgate_private.price_params(v_model, v_params, false);
   v_cost := (v_price ->> 'cost')::bigint;
   v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
 
@@ -1745,7 +1755,7 @@ begin
   );
   return least(
     p_generation.cost,
-    (creditgate_private.price_params(v_model, v_params) ->> 'cost')::bigint
+    (creditgate_private.price_params(v_model, v_params, false) ->> 'cost')::bigint
   );
 end
 $$;
@@ -2352,6 +2362,19 @@ begin
   select 'stuck_leases'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.lease_expires_at) as rn from bad) as b;
+
+  -- Generations name an existing model (checked here rather than by a foreign key, whose
+  -- check share-locked the model's row in every request for that model).
+  return query
+  with bad as (
+    select g.id as generation_id, g.model_id, g.kind
+    from creditgate.generations as g
+    where (p_since is null or g.updated_at >= p_since)
+      and not exists (select 1 from creditgate.models as m where m.id = g.model_id)
+  )
+  select 'generations_reference_models'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.generation_id) as rn from bad) as b;
 
   -- Media belong to an existing generation of the same user.
   return query

@@ -608,9 +608,11 @@ def test_s3_presigned_urls_are_enforced_over_http(checked_s3: tuple[Moto, str]) 
         assert response.status_code == 403, bad
         assert b"SignatureDoesNotMatch" in response.content
 
-    short = run(store.signed_url(key, 1))
+    # X-Amz-Date has whole seconds, so a 2 s URL is good for at least 1 s after signing,
+    # and gone 3.1 s after it.
+    short = run(store.signed_url(key, 2))
     assert httpx.get(short).status_code == 200
-    time.sleep(2.1)
+    time.sleep(3.1)
     expired = httpx.get(short)
     assert expired.status_code == 403
     assert b"Request has expired" in expired.content

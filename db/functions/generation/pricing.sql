@@ -12,7 +12,7 @@
 --   normalized params (model defaults filled in, numbers in canonical form) that are
 --   hashed for idempotency, priced, stored on the generation and sent to the worker.
 --   With p_user_id, an edit's init_media_id must be that user's live image.
--- creditgate_private.price_params(p_model, p_params) -> jsonb {cost, breakdown}
+-- creditgate_private.price_params(p_model, p_params, p_breakdown = true) -> jsonb {cost, breakdown}
 --   ceil(base + per_megapixel*MP + per_step*steps + per_second*seconds
 --        + per_1k_tokens*tokens/1000 + LoRA prices), at least 1. Monotonic in every input.
 
@@ -158,11 +158,12 @@ begin
                             'fps', 'seed']
     when 'chat' then array['messages', 'max_tokens', 'temperature']
   end;
-  for v_key in select k.key from jsonb_object_keys(p_params) as k (key) order by k.key loop
-    if not v_key = any (v_allowed) then
-      perform creditgate_private.invalid(left(v_key, 64), 'unknown key');
-    end if;
-  end loop;
+  -- Unknown keys: an operator on the common path, a query only to name the first one.
+  if p_params - v_allowed <> '{}'::jsonb then
+    select k.key into v_key from jsonb_object_keys(p_params - v_allowed) as k (key)
+    order by k.key limit 1;
+    perform creditgate_private.invalid(left(v_key, 64), 'unknown key');
+  end if;
 
   -- Built-in defaults, under the model's defaults (only keys this kind knows), under the
   -- client's values; then everything is validated alike, defaults included.
@@ -173,9 +174,11 @@ begin
     when 'edit' then '{"negative_prompt": "", "width": 512, "height": 512, "steps": 20, "cfg_scale": 7, "strength": 0.75, "loras": []}'::jsonb
     else '{"negative_prompt": "", "width": 512, "height": 512, "steps": 20, "cfg_scale": 7, "loras": []}'::jsonb
   end;
-  select v_params || coalesce(jsonb_object_agg(d.key, d.value), '{}'::jsonb) into v_params
-  from jsonb_each(p_model.defaults) as d
-  where d.key = any (v_allowed) and d.key not in ('prompt', 'messages', 'init_media_id', 'loras');
+  if p_model.defaults <> '{}'::jsonb then
+    select v_params || coalesce(jsonb_object_agg(d.key, d.value), '{}'::jsonb) into v_params
+    from jsonb_each(p_model.defaults) as d
+    where d.key = any (v_allowed) and d.key not in ('prompt', 'messages', 'init_media_id', 'loras');
+  end if;
   v_params := v_params || p_params;
 
   v_text_max := p_model.max_prompt_length;
@@ -296,8 +299,12 @@ $$;
 comment on function creditgate_private.validate_params(creditgate.models, jsonb, uuid) is
 'Strict per-kind params validation shared by quote and request_generation; returns normalized params.';
 
-create or replace function creditgate_private.price_params(p_model creditgate.models, p_params jsonb)
-returns jsonb
+drop function if exists creditgate_private.price_params(creditgate.models, jsonb);
+create or replace function creditgate_private.price_params(
+  p_model creditgate.models,
+  p_params jsonb,
+  p_breakdown boolean default true
+) returns jsonb
 language plpgsql
 stable
 set search_path = ''
@@ -341,6 +348,9 @@ begin
     + p_model.price_per_1k_tokens * (v_prompt_tokens + v_output_tokens) / 1000
     + v_lora_cost;
   v_cost := greatest(1, ceil(v_subtotal))::bigint;
+  if not p_breakdown then
+    return jsonb_build_object('cost', v_cost);  -- the charge path needs no breakdown
+  end if;
   return jsonb_build_object(
     'cost', v_cost,
     'breakdown', jsonb_build_object(
@@ -362,7 +372,7 @@ begin
   );
 end
 $$;
-comment on function creditgate_private.price_params(creditgate.models, jsonb) is
+comment on function creditgate_private.price_params(creditgate.models, jsonb, boolean) is
 'Integer credit price of normalized params (rounded up, at least 1) with its breakdown.';
 
 create or replace function creditgate.quote(model_id text, params jsonb)
@@ -396,6 +406,6 @@ revoke all on function creditgate_private.param_int(jsonb, text, bigint, bigint)
 revoke all on function creditgate_private.param_number(jsonb, text, numeric, numeric) from public, anon, authenticated;
 revoke all on function creditgate_private.param_text(jsonb, text, integer, integer, boolean) from public, anon, authenticated;
 revoke all on function creditgate_private.validate_params(creditgate.models, jsonb, uuid) from public, anon, authenticated;
-revoke all on function creditgate_private.price_params(creditgate.models, jsonb) from public, anon, authenticated;
+revoke all on function creditgate_private.price_params(creditgate.models, jsonb, boolean) from public, anon, authenticated;
 revoke all on function creditgate.quote(text, jsonb) from public, anon, authenticated;
 grant execute on function creditgate.quote(text, jsonb) to anon, authenticated;

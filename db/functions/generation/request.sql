@@ -143,7 +143,7 @@ begin
   end if;
   v_model := creditgate_private.find_model(request_generation.model_id);
   v_params := creditgate_private.validate_params(v_model, request_generation.params, v_user_id);
-  v_price := creditgate_private.price_params(v_model, v_params);
+  v_price := creditgate_private.price_params(v_model, v_params, false);
   v_cost := (v_price ->> 'cost')::bigint;
   v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
 

@@ -547,7 +547,7 @@ begin
   );
   return least(
     p_generation.cost,
-    (creditgate_private.price_params(v_model, v_params) ->> 'cost')::bigint
+    (creditgate_private.price_params(v_model, v_params, false) ->> 'cost')::bigint
   );
 end
 $$;

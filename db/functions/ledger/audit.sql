@@ -224,6 +224,19 @@ begin
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.lease_expires_at) as rn from bad) as b;
 
+  -- Generations name an existing model (checked here rather than by a foreign key, whose
+  -- check share-locked the model's row in every request for that model).
+  return query
+  with bad as (
+    select g.id as generation_id, g.model_id, g.kind
+    from creditgate.generations as g
+    where (p_since is null or g.updated_at >= p_since)
+      and not exists (select 1 from creditgate.models as m where m.id = g.model_id)
+  )
+  select 'generations_reference_models'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.generation_id) as rn from bad) as b;
+
   -- Media belong to an existing generation of the same user.
   return query
   with bad as (

@@ -2,7 +2,7 @@
 -- ownership) pass on real flows and catch each kind of damage. Damage is injected as the
 -- owner in a subtransaction that pg_temp.audit_after() audits and then rolls back.
 begin;
-select plan(21);
+select plan(23);
 
 create function pg_temp.check_of(p_audit jsonb, p_name text) returns jsonb
 language sql as $$
@@ -61,8 +61,10 @@ create temp table clean as select creditgate.audit() as a;
 select is((select (a ->> 'ok')::boolean from clean), true, 'every flow leaves a clean audit');
 select is(
   (select jsonb_object_agg(n, pg_temp.failures(a, n)) from clean,
-     unnest(array['generation_charged_once', 'generation_refunds_match_outcome', 'stuck_leases', 'media_owned_like_generation']) as n),
-  '{"generation_charged_once": 0, "generation_refunds_match_outcome": 0, "stuck_leases": 0, "media_owned_like_generation": 0}'::jsonb,
+     unnest(array['generation_charged_once', 'generation_refunds_match_outcome', 'stuck_leases',
+                  'media_owned_like_generation', 'generations_reference_models']) as n),
+  '{"generation_charged_once": 0, "generation_refunds_match_outcome": 0, "stuck_leases": 0,
+    "media_owned_like_generation": 0, "generations_reference_models": 0}'::jsonb,
   'the generation checks are there and pass'
 );
 
@@ -129,6 +131,15 @@ select pg_temp.audit_after(format(
 select is(pg_temp.failures(:'a_media', 'media_owned_like_generation'), 1::bigint,
   'media owned by someone else than its generation''s owner is caught');
 select is(pg_temp.check_of(:'a_media', 'media_owned_like_generation') #>> '{samples,0,user_id}', :'v', 'named in the samples');
+
+-- A generation naming a model that is not in the registry.
+select pg_temp.audit_after(format(
+  'update creditgate.generations set model_id = %L where id = %L', 'gone-model', :'g_queued'
+)) as a_model \gset
+select is(pg_temp.failures(:'a_model', 'generations_reference_models'), 1::bigint,
+  'a generation of a model missing from the registry is caught');
+select is(pg_temp.check_of(:'a_model', 'generations_reference_models') #>> '{samples,0,model_id}', 'gone-model',
+  'named in the samples');
 
 -- since: only generations changed or with ledger activity since then are re-derived.
 select pg_temp.audit_after(format('update creditgate.generations set cost = 99 where id = %L', :'g_queued'),
