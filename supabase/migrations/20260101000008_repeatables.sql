@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 08236b082d7dcff9ca9c25662149acfdfb8e85d33c364d5f2575bbfcc22dec44
+-- creditgate generated migration; do not edit. source: repeatables sha256: 86799b4cc32bca63070e642614b94bd9ed7138461dc12bca0998bbe55f0c4158
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -1090,7 +1090,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_user_id uuid := auth.uid();
+  v_user_id uuid := creditgate_private.require_user();
   v_model creditgate.models;
   v_params jsonb;
   v_price jsonb;
@@ -1104,15 +1104,7 @@ declare
   v_spend jsonb;
   v_now timestamptz := now();
 begin
-  -- require_user() and check_key() written out: this is the hottest path there is.
-  if v_user_id is null then
-    perform creditgate_private.raise_error('not_authenticated');
-  end if;
-  if request_generation.idempotency_key is null
-     or length(request_generation.idempotency_key) not between 1 and 200
-     or request_generation.idempotency_key !~ '^[\x21-\x7e]+$' then
-    perform creditgate_private.invalid('idempotency_key', '1-200 printable ASCII characters, no spaces');
-  end if;
+  perform creditgate_private.check_key(request_generation.idempotency_key);
   if creditgate_private.setting('maintenance_mode') = 'true'::jsonb then
     perform creditgate_private.raise_error('maintenance');
   end if;
@@ -2905,32 +2897,19 @@ declare
   v_hash text;
   v_entry creditgate.ledger;
   v_available bigint;
-  v_moved bigint;
   v_lot_id uuid;
   v_remaining bigint;
 begin
-  -- The charge path of every generation: the fewest statements that do the job, with the
-  -- helpers (check_key, lock_balance, find_entry, entry_json) written out in place, because
-  -- each call and each statement costs time again in every transaction (docs/benchmarks.md).
+  -- The charge path of every generation (docs/benchmarks.md).
   if p_amount is null or p_amount <= 0 then
     perform creditgate_private.invalid('amount', 'must be a positive integer');
   end if;
-  if p_key is null or length(p_key) not between 1 and 200 or p_key !~ '^[\x21-\x7e]+$' then
-    perform creditgate_private.invalid('idempotency_key', '1-200 printable ASCII characters, no spaces');
-  end if;
+  perform creditgate_private.check_key(p_key);
   v_hash := md5(jsonb_build_array('spend', p_user_id, p_amount, p_generation_id)::text);
 
-  perform from creditgate.balances as b where b.user_id = p_user_id for update;
-  if not found then
-    perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
-  end if;
-  select l.* into v_entry from creditgate.ledger as l where l.idempotency_key = p_key;
+  perform creditgate_private.lock_balance(p_user_id);
+  v_entry := creditgate_private.find_entry(p_key, v_hash);
   if v_entry.id is not null then
-    if v_entry.request_hash <> v_hash then
-      perform creditgate_private.raise_error(
-        'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
-      );
-    end if;
     return creditgate_private.entry_json(v_entry, true);
   end if;
 
@@ -2944,88 +2923,27 @@ begin
   limit 1;
   if v_remaining >= p_amount then
     update creditgate.credit_lots as l set remaining = l.remaining - p_amount where l.id = v_lot_id;
-    insert into creditgate.ledger (
-      user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash,
-      generation_id, reason, metadata
-    ) values (
-      p_user_id, 'spend', p_amount, 0, 0, p_key, v_hash,
-      p_generation_id, p_reason, coalesce(p_metadata, '{}')
-    )
-    returning * into v_entry;
+    v_entry := creditgate_private.post_entry(
+      p_user_id, 'spend', p_amount, p_key, v_hash, null, p_generation_id, p_reason, p_metadata
+    );
     insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
     values (v_entry.id, v_lot_id, -p_amount);
-    return jsonb_build_object(
-      'entry_id', v_entry.id, 'entry_type', 'spend', 'amount', p_amount,
-      'balance', v_entry.balance_after, 'replayed', false
-    );
+    return creditgate_private.entry_json(v_entry, false);
   end if;
 
-  -- Otherwise one statement takes the lots in burn order (DESIGN §3: priority, soonest expiry with
-  -- never-expiring last, promotional before paid, oldest first), appends the entry (whose
-  -- trigger moves the balance) and its lot movements. Nothing happens unless unexpired lots
-  -- cover it all.
-  with ordered as (
-    select
-      l.id,
-      l.remaining,
-      sum(l.remaining) over (
-        order by l.priority, l.expires_at nulls last, l.category desc, l.created_at, l.id
-      ) as running,
-      sum(l.remaining) over () as total
-    from creditgate.credit_lots as l
-    where l.user_id = p_user_id
-      and l.remaining > 0
-      and (l.expires_at is null or l.expires_at > p_now)
-  ),
-  available as (
-    select coalesce(max(o.total), 0) as total from ordered as o
-  ),
-  taken as (
-    select o.id, least(o.remaining, p_amount - (o.running - o.remaining)) as n
-    from ordered as o
-    where o.total >= p_amount and o.running - o.remaining < p_amount
-  ),
-  lots as (
-    update creditgate.credit_lots as l
-    set remaining = l.remaining - t.n
-    from taken as t
-    where l.id = t.id
-    returning l.id, t.n
-  ),
-  entry as (
-    insert into creditgate.ledger (
-      user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash,
-      generation_id, reason, metadata
-    )
-    select
-      p_user_id, 'spend', p_amount, 0, 0, p_key, v_hash,
-      p_generation_id, p_reason, coalesce(p_metadata, '{}')
-    from available as a
-    where a.total >= p_amount
-    returning *
-  ),
-  moved as (
-    insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
-    select e.id, t.id, -t.n from entry as e cross join lots as t
-    returning amount
-  )
-  select a.total, e.id, e.balance_after, (select -sum(m.amount) from moved as m)
-  into v_available, v_entry.id, v_entry.balance_after, v_moved
-  from available as a
-  left join entry as e on true;
+  -- Otherwise the lots in burn order (move_lots), once unexpired ones are known to cover it.
+  v_available := creditgate_private.available_credits(p_user_id, p_now);
   if v_available < p_amount then
     perform creditgate_private.raise_error(
       'insufficient_credits',
       jsonb_build_object('required', p_amount, 'available', v_available)
     );
   end if;
-  if v_moved is distinct from p_amount then
-    raise exception 'lots of user % covered % of %', p_user_id, v_moved, p_amount;
-  end if;
-  return jsonb_build_object(
-    'entry_id', v_entry.id, 'entry_type', 'spend', 'amount', p_amount,
-    'balance', v_entry.balance_after, 'replayed', false
+  v_entry := creditgate_private.post_entry(
+    p_user_id, 'spend', p_amount, p_key, v_hash, null, p_generation_id, p_reason, p_metadata
   );
+  perform creditgate_private.move_lots(v_entry.id, p_user_id, p_amount, p_now);
+  return creditgate_private.entry_json(v_entry, false);
 end
 $$;
 comment on function creditgate_private.spend_credits(uuid, bigint, text, uuid, text, jsonb, timestamptz) is

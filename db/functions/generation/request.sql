@@ -115,7 +115,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_user_id uuid := auth.uid();
+  v_user_id uuid := creditgate_private.require_user();
   v_model creditgate.models;
   v_params jsonb;
   v_price jsonb;
@@ -129,15 +129,7 @@ declare
   v_spend jsonb;
   v_now timestamptz := now();
 begin
-  -- require_user() and check_key() written out: this is the hottest path there is.
-  if v_user_id is null then
-    perform creditgate_private.raise_error('not_authenticated');
-  end if;
-  if request_generation.idempotency_key is null
-     or length(request_generation.idempotency_key) not between 1 and 200
-     or request_generation.idempotency_key !~ '^[\x21-\x7e]+$' then
-    perform creditgate_private.invalid('idempotency_key', '1-200 printable ASCII characters, no spaces');
-  end if;
+  perform creditgate_private.check_key(request_generation.idempotency_key);
   if creditgate_private.setting('maintenance_mode') = 'true'::jsonb then
     perform creditgate_private.raise_error('maintenance');
   end if;

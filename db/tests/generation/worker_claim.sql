@@ -3,22 +3,6 @@
 begin;
 select plan(31);
 
-create function pg_temp.error_of(p_sql text) returns jsonb
-language plpgsql as $$
-declare
-  v_state text;
-  v_message text;
-  v_detail text;
-begin
-  execute p_sql;
-  return null;
-exception when others then
-  get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
-    v_detail = pg_exception_detail;
-  return jsonb_build_object('sqlstate', v_state, 'message', v_message, 'detail', v_detail::jsonb);
-end
-$$;
-
 select tests.worker_models();
 select tests.create_user() as u \gset
 select tests.create_user() as other \gset
@@ -169,13 +153,13 @@ select throws_ok($$select creditgate.service_claim_generations('w', 1, 3601)$$,
   'PT400', 'invalid_request', 'lease_seconds <= 3600 by default');
 select tests.as_owner();
 select is(
-  pg_temp.error_of($$select creditgate.service_claim_generations('w', 101)$$) -> 'detail',
+  tests.error_json($$select creditgate.service_claim_generations('w', 101)$$) -> 'detail',
   '{"field": "max_jobs", "reason": "between 1 and 100"}'::jsonb,
   'DETAIL names the field'
 );
 insert into creditgate_private.settings (key, value) values ('max_lease_seconds', '600');
 select is(
-  pg_temp.error_of($$select creditgate.service_claim_generations('w', 1, 601)$$) -> 'detail',
+  tests.error_json($$select creditgate.service_claim_generations('w', 1, 601)$$) -> 'detail',
   '{"field": "lease_seconds", "reason": "between 5 and 600"}'::jsonb,
   'the max_lease_seconds setting bounds leases'
 );

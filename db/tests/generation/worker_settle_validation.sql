@@ -3,22 +3,6 @@
 begin;
 select plan(50);
 
-create function pg_temp.error_of(p_sql text) returns jsonb
-language plpgsql as $$
-declare
-  v_state text;
-  v_message text;
-  v_detail text;
-begin
-  execute p_sql;
-  return null;
-exception when others then
-  get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
-    v_detail = pg_exception_detail;
-  return jsonb_build_object('sqlstate', v_state, 'message', v_message, 'detail', v_detail::jsonb);
-end
-$$;
-
 select tests.worker_models();
 select tests.create_user() as u \gset
 select tests.make_queued_generation(:'u', 'img-test', 100) as g \gset
@@ -116,7 +100,7 @@ select is(
 )
 from cases as c
 cross join lateral (
-  select pg_temp.error_of(format(
+  select tests.error_json(format(
     'select creditgate.service_settle_generation(%L, %L, %L, %L::jsonb)',
     case c.generation when 'img' then :'g' else :'g_chat' end, 'w1',
     case c.generation when 'img' then :'t' else :'t_chat' end, c.outcome
