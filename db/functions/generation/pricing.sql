@@ -165,8 +165,10 @@ begin
     perform creditgate_private.invalid(left(v_key, 64), 'unknown key');
   end if;
 
-  -- Built-in defaults, under the model's defaults (only keys this kind knows), under the
-  -- client's values; then everything is validated alike, defaults included.
+  -- Built-in defaults, under the model's defaults, under the client's values; then
+  -- everything is validated alike, defaults included. A model's defaults never supply the
+  -- request's subject (prompt, messages, input image, LoRAs); keys its kind does not know
+  -- are never read below (the result is built key by key).
   v_params := case p_model.kind
     when 'chat' then jsonb_build_object(
       'max_tokens', least(512, coalesce(p_model.max_output_tokens, 4096)), 'temperature', 0.7)
@@ -174,12 +176,9 @@ begin
     when 'edit' then '{"negative_prompt": "", "width": 512, "height": 512, "steps": 20, "cfg_scale": 7, "strength": 0.75, "loras": []}'::jsonb
     else '{"negative_prompt": "", "width": 512, "height": 512, "steps": 20, "cfg_scale": 7, "loras": []}'::jsonb
   end;
-  if p_model.defaults <> '{}'::jsonb then
-    select v_params || coalesce(jsonb_object_agg(d.key, d.value), '{}'::jsonb) into v_params
-    from jsonb_each(p_model.defaults) as d
-    where d.key = any (v_allowed) and d.key not in ('prompt', 'messages', 'init_media_id', 'loras');
-  end if;
-  v_params := v_params || p_params;
+  v_params := v_params
+    || (p_model.defaults - array['prompt', 'messages', 'init_media_id', 'loras'])
+    || p_params;
 
   v_text_max := p_model.max_prompt_length;
   v_setting := creditgate_private.setting('max_prompt_length');

@@ -58,6 +58,9 @@ begin
       'loras', format('at most %s LoRAs for this model', p_model.max_loras)
     );
   end if;
+  if p_loras = '[]'::jsonb then
+    return v_out;  -- the common case: no query
+  end if;
   for v_item in select e.value from jsonb_array_elements(p_loras) as e loop
     v_field := format('loras[%s]', v_index);
     if jsonb_typeof(v_item) <> 'object' then

@@ -121,7 +121,10 @@ declare
   v_price jsonb;
   v_cost bigint;
   v_hash text;
-  v_existing creditgate.generations;
+  v_existing_id uuid;
+  v_existing_hash text;
+  v_existing_cost bigint;
+  v_existing_charge_key text;
   v_plan text;
   v_daily jsonb;
   v_ip inet;
@@ -146,11 +149,12 @@ begin
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
   end if;
 
-  select g.* into v_existing
+  select g.id, g.request_hash, g.cost, g.charge_key
+  into v_existing_id, v_existing_hash, v_existing_cost, v_existing_charge_key
   from creditgate.generations as g
   where g.user_id = v_user_id and g.idempotency_key = request_generation.idempotency_key;
-  if v_existing.id is not null then
-    if v_existing.request_hash <> v_hash then
+  if v_existing_id is not null then
+    if v_existing_hash <> v_hash then
       perform creditgate_private.raise_error(
         'idempotency_key_reused',
         jsonb_build_object('idempotency_key', request_generation.idempotency_key)
@@ -158,11 +162,11 @@ begin
     end if;
     -- The original answer: the status it was created with and the balance its charge left.
     return jsonb_build_object(
-      'generation_id', v_existing.id,
+      'generation_id', v_existing_id,
       'status', 'queued',
-      'cost', v_existing.cost,
+      'cost', v_existing_cost,
       'balance', (select l.balance_after from creditgate.ledger as l
-                  where l.idempotency_key = v_existing.charge_key),
+                  where l.idempotency_key = v_existing_charge_key),
       'replayed', true
     );
   end if;

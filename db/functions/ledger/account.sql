@@ -10,17 +10,18 @@ set search_path = ''
 as $$
 declare
   -- The current UTC day; caps reset at UTC midnight.
-  v_day_start timestamptz := date_trunc('day', now() at time zone 'UTC') at time zone 'UTC';
+  v_today date := (now() at time zone 'UTC')::date;
   v_cap jsonb := creditgate_private.setting('plan_daily_caps') -> coalesce(p_plan, 'free');
   v_used bigint;
 begin
-  -- Net of refunds: failed and canceled generations were refunded in full, succeeded ones
-  -- cost their actual_cost; queued and running ones hold their full price until settled.
-  select coalesce(sum(coalesce(g.actual_cost, g.cost)), 0)::bigint into v_used
-  from creditgate.generations as g
-  where g.user_id = p_user_id
-    and g.created_at >= v_day_start
-    and g.status not in ('failed', 'canceled');
+  -- Net of refunds (the ledger trigger keeps the figure): failed and canceled generations
+  -- were refunded in full, succeeded ones cost their actual_cost, queued and running ones
+  -- hold their full price until settled.
+  select case when b.daily_used_on = v_today then b.daily_used else 0 end
+  into v_used
+  from creditgate.balances as b
+  where b.user_id = p_user_id;
+  v_used := coalesce(v_used, 0);
   return jsonb_build_object(
     'used', v_used,
     'cap', case when jsonb_typeof(v_cap) = 'number' then v_cap else 'null'::jsonb end

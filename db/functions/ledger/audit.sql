@@ -249,6 +249,40 @@ begin
   select 'media_owned_like_generation'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.media_id) as rn from bad) as b;
+
+  -- Today's usage on each balance row (what daily caps read) equals today's generation
+  -- charges in the ledger less their refunds.
+  return query
+  with today as (
+    select (now() at time zone 'UTC')::date as day
+  ),
+  charged as (
+    select l.user_id, l.amount - coalesce((
+      select sum(r.amount) from creditgate.ledger as r where r.charge_key = l.idempotency_key
+    ), 0) as net
+    from creditgate.ledger as l, today as t
+    where l.entry_type = 'spend'
+      and l.generation_id is not null
+      and l.created_at >= t.day::timestamp at time zone 'UTC'
+      and (l.created_at at time zone 'UTC')::date = t.day
+  ),
+  derived as (
+    select c.user_id, sum(c.net)::bigint as used from charged as c group by c.user_id
+  ),
+  bad as (
+    select b.user_id,
+      case when b.daily_used_on = t.day then b.daily_used::bigint else 0 end as daily_used,
+      coalesce(d.used, 0) as ledger_used
+    from creditgate.balances as b
+    cross join today as t
+    left join derived as d on d.user_id = b.user_id
+    where (b.daily_used_on = t.day or d.user_id is not null)
+      and (case when b.daily_used_on = t.day then b.daily_used::bigint else 0 end)
+          <> coalesce(d.used, 0)
+  )
+  select 'daily_usage_matches_ledger'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
 end
 $$;
 comment on function creditgate_private.audit_checks(timestamptz) is

@@ -1,6 +1,7 @@
 -- Ledger guards.
 -- tg_ledger__before_insert: sets delta's sign from entry_type (callers give amount only),
---   moves the user's (locked) balance row by it and sets balance_after to the result.
+--   moves the user's (locked) balance row by it and sets balance_after to the result; keeps
+--   the row's daily usage (credits charged for generations today, UTC, net of refunds).
 -- tg_ledger__refuse_change: UPDATE, DELETE and TRUNCATE are refused for every role.
 
 create or replace function creditgate_private.tg_ledger__before_insert()
@@ -8,6 +9,13 @@ returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  -- The entry's UTC day (created_at defaults to now(): the day its generation's
+  -- created_at falls on).
+  v_day date := (new.created_at at time zone 'UTC')::date;
+  -- What this entry adds to that day's usage: a generation's charge adds its amount, a
+  -- refund of a charge posted the same day takes its amount back; anything else, nothing.
+  v_used bigint := 0;
 begin
   if new.amount is null or new.amount <= 0 then
     raise exception using errcode = '23514', message = 'ledger amount must be > 0';
@@ -23,11 +31,36 @@ begin
       errcode = '23514',
       message = 'a refund, and only a refund, names the charge it refunds (charge_key)';
   end if;
+  if new.generation_id is not null then
+    if new.entry_type = 'spend' then
+      v_used := new.amount;
+    elsif new.entry_type = 'refund' and exists (
+      select 1 from creditgate.ledger as c
+      where c.idempotency_key = new.charge_key
+        and (c.created_at at time zone 'UTC')::date = v_day
+    ) then
+      v_used := -new.amount;
+    end if;
+  end if;
   -- The entry moves the cached balance with it, in the same statement, so the two cannot
   -- disagree. The caller holds this row's lock (lock_balance), so the figure is current; a
   -- balance that would go negative fails the balances domain check (23514).
+  -- Daily usage restarts on the first counted entry of a new day. A transaction that began
+  -- before midnight but reaches the row after one that began after it counts nowhere: its
+  -- day is over, and the newer day's figure must not include it.
   update creditgate.balances as b
-  set balance = b.balance + new.delta, updated_at = now()
+  set balance = b.balance + new.delta,
+      updated_at = now(),
+      daily_used = case
+        when v_used = 0 or b.daily_used_on > v_day then b.daily_used
+        -- never below zero, even for a refund that should not exist (audit reports those)
+        when b.daily_used_on = v_day then greatest(0, b.daily_used + v_used)
+        else greatest(0, v_used)
+      end,
+      daily_used_on = case
+        when v_used = 0 or b.daily_used_on > v_day then b.daily_used_on
+        else v_day
+      end
   where b.user_id = new.user_id
   returning b.balance into new.balance_after;
   if not found then

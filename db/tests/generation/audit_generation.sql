@@ -2,7 +2,7 @@
 -- ownership) pass on real flows and catch each kind of damage. Damage is injected as the
 -- owner in a subtransaction that pg_temp.audit_after() audits and then rolls back.
 begin;
-select plan(23);
+select plan(26);
 
 create function pg_temp.check_of(p_audit jsonb, p_name text) returns jsonb
 language sql as $$
@@ -62,9 +62,11 @@ select is((select (a ->> 'ok')::boolean from clean), true, 'every flow leaves a 
 select is(
   (select jsonb_object_agg(n, pg_temp.failures(a, n)) from clean,
      unnest(array['generation_charged_once', 'generation_refunds_match_outcome', 'stuck_leases',
-                  'media_owned_like_generation', 'generations_reference_models']) as n),
+                  'media_owned_like_generation', 'generations_reference_models',
+                  'daily_usage_matches_ledger']) as n),
   '{"generation_charged_once": 0, "generation_refunds_match_outcome": 0, "stuck_leases": 0,
-    "media_owned_like_generation": 0, "generations_reference_models": 0}'::jsonb,
+    "media_owned_like_generation": 0, "generations_reference_models": 0,
+    "daily_usage_matches_ledger": 0}'::jsonb,
   'the generation checks are there and pass'
 );
 
@@ -140,6 +142,21 @@ select is(pg_temp.failures(:'a_model', 'generations_reference_models'), 1::bigin
   'a generation of a model missing from the registry is caught');
 select is(pg_temp.check_of(:'a_model', 'generations_reference_models') #>> '{samples,0,model_id}', 'gone-model',
   'named in the samples');
+
+-- Today's usage on the balance row disagreeing with today's charges and refunds.
+select pg_temp.audit_after(format(
+  'update creditgate.balances set daily_used = daily_used + 7 where user_id = %L', :'u'
+)) as a_daily \gset
+select is(pg_temp.failures(:'a_daily', 'daily_usage_matches_ledger'), 1::bigint,
+  'a daily usage counter off by 7 is caught');
+select is((pg_temp.check_of(:'a_daily', 'daily_usage_matches_ledger') #>> '{samples,0,daily_used}')::bigint
+    - (pg_temp.check_of(:'a_daily', 'daily_usage_matches_ledger') #>> '{samples,0,ledger_used}')::bigint,
+  7::bigint, 'the sample shows both figures');
+select pg_temp.audit_after(format(
+  'update creditgate.balances set daily_used_on = daily_used_on - 1 where user_id = %L', :'u'
+)) as a_daily_lost \gset
+select is(pg_temp.failures(:'a_daily_lost', 'daily_usage_matches_ledger'), 1::bigint,
+  'a counter left on yesterday while the ledger charged today is caught');
 
 -- since: only generations changed or with ledger activity since then are re-derived.
 select pg_temp.audit_after(format('update creditgate.generations set cost = 99 where id = %L', :'g_queued'),

@@ -1,7 +1,7 @@
 -- Plan daily caps in request_generation: credits charged per UTC day, net of refunds,
 -- exact at the cap; get_balance reports the same figures.
 begin;
-select plan(20);
+select plan(23);
 
 select tests.seed_models();
 insert into creditgate.models (id, kind, name, enabled, max_loras, defaults)
@@ -12,6 +12,7 @@ select tests.create_user() as u \gset
 select tests.create_user() as pro \gset
 select tests.create_user() as odd \gset
 select tests.create_user() as blocked \gset
+select tests.create_user() as night \gset
 update creditgate.balances set plan = 'pro' where user_id = :'pro';
 update creditgate.balances set plan = 'team' where user_id = :'odd';
 update creditgate.balances set plan = 'blocked' where user_id = :'blocked';
@@ -58,11 +59,30 @@ select tests.as_user(:'u');
 select is(creditgate.get_balance() -> 'daily', '{"used": 37, "cap": 100}'::jsonb,
   'failed generations count nothing, succeeded ones their actual cost (1 + 33 + 3)');
 
--- Yesterday's usage does not count.
+-- Days: the counter's date decides (a day passing is simulated by moving that date).
+select tests.as_user(:'night');
+select creditgate.request_generation('img-test', '{"prompt": "1"}', 'n-1');
 select tests.as_owner();
-update creditgate.generations set created_at = now() - interval '1 day' where user_id = :'u';
-select tests.as_user(:'u');
+update creditgate.balances set daily_used_on = daily_used_on - 1 where user_id = :'night';
+select tests.as_user(:'night');
 select is(creditgate.get_balance() -> 'daily', '{"used": 0, "cap": 100}'::jsonb, 'usage resets at UTC midnight');
+select is((creditgate.request_generation('img-test', '{"prompt": "2"}', 'n-2') ->> 'cost')::bigint,
+  33::bigint, 'a new day starts with the full allowance');
+select is(creditgate.get_balance() -> 'daily', '{"used": 33, "cap": 100}'::jsonb,
+  'the first charge of the day restarts the count');
+-- A transaction that began before midnight and reaches the row after one that began after
+-- it (here: the counter already on tomorrow) adds nothing to the newer day.
+select tests.as_owner();
+update creditgate.balances set daily_used_on = daily_used_on + 1 where user_id = :'night';
+select tests.as_user(:'night');
+select creditgate.request_generation('img-test', '{"prompt": "3"}', 'n-3');
+select tests.as_owner();
+select is((select b.daily_used::bigint from creditgate.balances as b where b.user_id = :'night'), 33::bigint,
+  'a charge of an earlier day leaves a newer day''s count alone');
+-- Back to what today's ledger says (three charges of 33), for the audit at the end.
+update creditgate.balances
+set daily_used = 99, daily_used_on = (now() at time zone 'UTC')::date
+where user_id = :'night';
 
 -- Plans.
 select tests.as_user(:'pro');
@@ -80,7 +100,7 @@ select throws_ok($$select creditgate.request_generation('one-test', '{"prompt": 
 select tests.as_owner();
 delete from creditgate_private.settings where key = 'plan_daily_caps';
 select tests.as_user(:'u');
-select is(creditgate.get_balance() -> 'daily', '{"used": 0, "cap": 20000}'::jsonb, 'the default free cap is 20000 credits');
+select is(creditgate.get_balance() -> 'daily', '{"used": 37, "cap": 20000}'::jsonb, 'the default free cap is 20000 credits');
 
 select tests.as_service();
 select is((creditgate.audit() ->> 'ok')::boolean, true, 'the audit finds nothing wrong');

@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 86799b4cc32bca63070e642614b94bd9ed7138461dc12bca0998bbe55f0c4158
+-- creditgate generated migration; do not edit. source: repeatables sha256: 02f33005c175180c0ba153f812aba26b3d8c3927aee6ddf4297f3b04a5c952f8
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -614,8 +614,10 @@ begin
     perform creditgate_private.invalid(left(v_key, 64), 'unknown key');
   end if;
 
-  -- Built-in defaults, under the model's defaults (only keys this kind knows), under the
-  -- client's values; then everything is validated alike, defaults included.
+  -- Built-in defaults, under the model's defaults, under the client's values; then
+  -- everything is validated alike, defaults included. A model's defaults never supply the
+  -- request's subject (prompt, messages, input image, LoRAs); keys its kind does not know
+  -- are never read below (the result is built key by key).
   v_params := case p_model.kind
     when 'chat' then jsonb_build_object(
       'max_tokens', least(512, coalesce(p_model.max_output_tokens, 4096)), 'temperature', 0.7)
@@ -623,12 +625,9 @@ begin
     when 'edit' then '{"negative_prompt": "", "width": 512, "height": 512, "steps": 20, "cfg_scale": 7, "strength": 0.75, "loras": []}'::jsonb
     else '{"negative_prompt": "", "width": 512, "height": 512, "steps": 20, "cfg_scale": 7, "loras": []}'::jsonb
   end;
-  if p_model.defaults <> '{}'::jsonb then
-    select v_params || coalesce(jsonb_object_agg(d.key, d.value), '{}'::jsonb) into v_params
-    from jsonb_each(p_model.defaults) as d
-    where d.key = any (v_allowed) and d.key not in ('prompt', 'messages', 'init_media_id', 'loras');
-  end if;
-  v_params := v_params || p_params;
+  v_params := v_params
+    || (p_model.defaults - array['prompt', 'messages', 'init_media_id', 'loras'])
+    || p_params;
 
   v_text_max := p_model.max_prompt_length;
   v_setting := creditgate_private.setting('max_prompt_length');
@@ -920,6 +919,9 @@ begin
       'loras', format('at most %s LoRAs for this model', p_model.max_loras)
     );
   end if;
+  if p_loras = '[]'::jsonb then
+    return v_out;  -- the common case: no query
+  end if;
   for v_item in select e.value from jsonb_array_elements(p_loras) as e loop
     v_field := format('loras[%s]', v_index);
     if jsonb_typeof(v_item) <> 'object' then
@@ -1096,7 +1098,10 @@ declare
   v_price jsonb;
   v_cost bigint;
   v_hash text;
-  v_existing creditgate.generations;
+  v_existing_id uuid;
+  v_existing_hash text;
+  v_existing_cost bigint;
+  v_existing_charge_key text;
   v_plan text;
   v_daily jsonb;
   v_ip inet;
@@ -1121,11 +1126,12 @@ begin
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
   end if;
 
-  select g.* into v_existing
+  select g.id, g.request_hash, g.cost, g.charge_key
+  into v_existing_id, v_existing_hash, v_existing_cost, v_existing_charge_key
   from creditgate.generations as g
   where g.user_id = v_user_id and g.idempotency_key = request_generation.idempotency_key;
-  if v_existing.id is not null then
-    if v_existing.request_hash <> v_hash then
+  if v_existing_id is not null then
+    if v_existing_hash <> v_hash then
       perform creditgate_private.raise_error(
         'idempotency_key_reused',
         jsonb_build_object('idempotency_key', request_generation.idempotency_key)
@@ -1133,11 +1139,11 @@ begin
     end if;
     -- The original answer: the status it was created with and the balance its charge left.
     return jsonb_build_object(
-      'generation_id', v_existing.id,
+      'generation_id', v_existing_id,
       'status', 'queued',
-      'cost', v_existing.cost,
+      'cost', v_existing_cost,
       'balance', (select l.balance_after from creditgate.ledger as l
-                  where l.idempotency_key = v_existing.charge_key),
+                  where l.idempotency_key = v_existing_charge_key),
       'replayed', true
     );
   end if;
@@ -2053,17 +2059,18 @@ set search_path = ''
 as $$
 declare
   -- The current UTC day; caps reset at UTC midnight.
-  v_day_start timestamptz := date_trunc('day', now() at time zone 'UTC') at time zone 'UTC';
+  v_today date := (now() at time zone 'UTC')::date;
   v_cap jsonb := creditgate_private.setting('plan_daily_caps') -> coalesce(p_plan, 'free');
   v_used bigint;
 begin
-  -- Net of refunds: failed and canceled generations were refunded in full, succeeded ones
-  -- cost their actual_cost; queued and running ones hold their full price until settled.
-  select coalesce(sum(coalesce(g.actual_cost, g.cost)), 0)::bigint into v_used
-  from creditgate.generations as g
-  where g.user_id = p_user_id
-    and g.created_at >= v_day_start
-    and g.status not in ('failed', 'canceled');
+  -- Net of refunds (the ledger trigger keeps the figure): failed and canceled generations
+  -- were refunded in full, succeeded ones cost their actual_cost, queued and running ones
+  -- hold their full price until settled.
+  select case when b.daily_used_on = v_today then b.daily_used else 0 end
+  into v_used
+  from creditgate.balances as b
+  where b.user_id = p_user_id;
+  v_used := coalesce(v_used, 0);
   return jsonb_build_object(
     'used', v_used,
     'cap', case when jsonb_typeof(v_cap) = 'number' then v_cap else 'null'::jsonb end
@@ -2380,6 +2387,40 @@ begin
   select 'media_owned_like_generation'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.media_id) as rn from bad) as b;
+
+  -- Today's usage on each balance row (what daily caps read) equals today's generation
+  -- charges in the ledger less their refunds.
+  return query
+  with today as (
+    select (now() at time zone 'UTC')::date as day
+  ),
+  charged as (
+    select l.user_id, l.amount - coalesce((
+      select sum(r.amount) from creditgate.ledger as r where r.charge_key = l.idempotency_key
+    ), 0) as net
+    from creditgate.ledger as l, today as t
+    where l.entry_type = 'spend'
+      and l.generation_id is not null
+      and l.created_at >= t.day::timestamp at time zone 'UTC'
+      and (l.created_at at time zone 'UTC')::date = t.day
+  ),
+  derived as (
+    select c.user_id, sum(c.net)::bigint as used from charged as c group by c.user_id
+  ),
+  bad as (
+    select b.user_id,
+      case when b.daily_used_on = t.day then b.daily_used::bigint else 0 end as daily_used,
+      coalesce(d.used, 0) as ledger_used
+    from creditgate.balances as b
+    cross join today as t
+    left join derived as d on d.user_id = b.user_id
+    where (b.daily_used_on = t.day or d.user_id is not null)
+      and (case when b.daily_used_on = t.day then b.daily_used::bigint else 0 end)
+          <> coalesce(d.used, 0)
+  )
+  select 'daily_usage_matches_ledger'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
 end
 $$;
 comment on function creditgate_private.audit_checks(timestamptz) is
@@ -3239,7 +3280,8 @@ grant execute on function creditgate.service_clawback(text, uuid, bigint, text) 
 -- ===== db/functions/ledger/triggers.sql =====
 -- Ledger guards.
 -- tg_ledger__before_insert: sets delta's sign from entry_type (callers give amount only),
---   moves the user's (locked) balance row by it and sets balance_after to the result.
+--   moves the user's (locked) balance row by it and sets balance_after to the result; keeps
+--   the row's daily usage (credits charged for generations today, UTC, net of refunds).
 -- tg_ledger__refuse_change: UPDATE, DELETE and TRUNCATE are refused for every role.
 
 create or replace function creditgate_private.tg_ledger__before_insert()
@@ -3247,6 +3289,13 @@ returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  -- The entry's UTC day (created_at defaults to now(): the day its generation's
+  -- created_at falls on).
+  v_day date := (new.created_at at time zone 'UTC')::date;
+  -- What this entry adds to that day's usage: a generation's charge adds its amount, a
+  -- refund of a charge posted the same day takes its amount back; anything else, nothing.
+  v_used bigint := 0;
 begin
   if new.amount is null or new.amount <= 0 then
     raise exception using errcode = '23514', message = 'ledger amount must be > 0';
@@ -3262,11 +3311,36 @@ begin
       errcode = '23514',
       message = 'a refund, and only a refund, names the charge it refunds (charge_key)';
   end if;
+  if new.generation_id is not null then
+    if new.entry_type = 'spend' then
+      v_used := new.amount;
+    elsif new.entry_type = 'refund' and exists (
+      select 1 from creditgate.ledger as c
+      where c.idempotency_key = new.charge_key
+        and (c.created_at at time zone 'UTC')::date = v_day
+    ) then
+      v_used := -new.amount;
+    end if;
+  end if;
   -- The entry moves the cached balance with it, in the same statement, so the two cannot
   -- disagree. The caller holds this row's lock (lock_balance), so the figure is current; a
   -- balance that would go negative fails the balances domain check (23514).
+  -- Daily usage restarts on the first counted entry of a new day. A transaction that began
+  -- before midnight but reaches the row after one that began after it counts nowhere: its
+  -- day is over, and the newer day's figure must not include it.
   update creditgate.balances as b
-  set balance = b.balance + new.delta, updated_at = now()
+  set balance = b.balance + new.delta,
+      updated_at = now(),
+      daily_used = case
+        when v_used = 0 or b.daily_used_on > v_day then b.daily_used
+        -- never below zero, even for a refund that should not exist (audit reports those)
+        when b.daily_used_on = v_day then greatest(0, b.daily_used + v_used)
+        else greatest(0, v_used)
+      end,
+      daily_used_on = case
+        when v_used = 0 or b.daily_used_on > v_day then b.daily_used_on
+        else v_day
+      end
   where b.user_id = new.user_id
   returning b.balance into new.balance_after;
   if not found then
