@@ -57,7 +57,7 @@ begin
       ) order by l.expires_at, l.id)
       from creditgate.credit_lots as l
       where l.user_id = v_user_id
-        and l.remaining > 0
+        and l.live
         and l.expires_at > now()
         and l.expires_at <= now() + interval '30 days'
     ), '[]'::jsonb),

@@ -28,7 +28,7 @@ begin
   for v_lot in
     select l.id, l.user_id
     from creditgate.credit_lots as l
-    where l.remaining > 0 and l.expires_at <= service_expire_credits.now
+    where l.live and l.expires_at <= service_expire_credits.now
     order by l.user_id, l.id
     limit service_expire_credits.max_lots
   loop
@@ -63,7 +63,7 @@ begin
     'users', v_users, 'lots', v_lots, 'credits', v_credits,
     'more', exists (
       select 1 from creditgate.credit_lots as l
-      where l.remaining > 0 and l.expires_at <= service_expire_credits.now
+      where l.live and l.expires_at <= service_expire_credits.now
     )
   );
 end

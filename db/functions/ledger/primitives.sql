@@ -131,7 +131,7 @@ begin
   select coalesce(sum(l.remaining), 0)::bigint into v_available
   from creditgate.credit_lots as l
   where l.user_id = p_user_id
-    and l.remaining > 0
+    and l.live
     and (l.expires_at is null or l.expires_at > p_now);
   return v_available;
 end
@@ -199,7 +199,7 @@ begin
       ) as running
     from creditgate.credit_lots as l
     where l.user_id = p_user_id
-      and l.remaining > 0
+      and l.live
       and (l.expires_at is null or l.expires_at > p_now)
   ),
   taken as (
@@ -351,10 +351,11 @@ begin
   end if;
 
   -- Most charges fit in the first lot in burn order: take it with simple statements.
+  -- (live = remaining > 0: the index behind this lists only lots that can still pay.)
   select l.id, l.remaining into v_lot_id, v_remaining
   from creditgate.credit_lots as l
   where l.user_id = p_user_id
-    and l.remaining > 0
+    and l.live
     and (l.expires_at is null or l.expires_at > p_now)
   order by l.priority, l.expires_at nulls last, l.category desc, l.created_at, l.id
   limit 1;

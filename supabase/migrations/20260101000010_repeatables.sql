@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 02f33005c175180c0ba153f812aba26b3d8c3927aee6ddf4297f3b04a5c952f8
+-- creditgate generated migration; do not edit. source: repeatables sha256: 955449eae54ebb8cfad3fd82eff79d11e7f50a2caa2d11e45fc33a00a075a38c
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -2106,7 +2106,7 @@ begin
       ) order by l.expires_at, l.id)
       from creditgate.credit_lots as l
       where l.user_id = v_user_id
-        and l.remaining > 0
+        and l.live
         and l.expires_at > now()
         and l.expires_at <= now() + interval '30 days'
     ), '[]'::jsonb),
@@ -2478,7 +2478,7 @@ begin
   for v_lot in
     select l.id, l.user_id
     from creditgate.credit_lots as l
-    where l.remaining > 0 and l.expires_at <= service_expire_credits.now
+    where l.live and l.expires_at <= service_expire_credits.now
     order by l.user_id, l.id
     limit service_expire_credits.max_lots
   loop
@@ -2513,7 +2513,7 @@ begin
     'users', v_users, 'lots', v_lots, 'credits', v_credits,
     'more', exists (
       select 1 from creditgate.credit_lots as l
-      where l.remaining > 0 and l.expires_at <= service_expire_credits.now
+      where l.live and l.expires_at <= service_expire_credits.now
     )
   );
 end
@@ -2735,7 +2735,7 @@ begin
   select coalesce(sum(l.remaining), 0)::bigint into v_available
   from creditgate.credit_lots as l
   where l.user_id = p_user_id
-    and l.remaining > 0
+    and l.live
     and (l.expires_at is null or l.expires_at > p_now);
   return v_available;
 end
@@ -2803,7 +2803,7 @@ begin
       ) as running
     from creditgate.credit_lots as l
     where l.user_id = p_user_id
-      and l.remaining > 0
+      and l.live
       and (l.expires_at is null or l.expires_at > p_now)
   ),
   taken as (
@@ -2955,10 +2955,11 @@ begin
   end if;
 
   -- Most charges fit in the first lot in burn order: take it with simple statements.
+  -- (live = remaining > 0: the index behind this lists only lots that can still pay.)
   select l.id, l.remaining into v_lot_id, v_remaining
   from creditgate.credit_lots as l
   where l.user_id = p_user_id
-    and l.remaining > 0
+    and l.live
     and (l.expires_at is null or l.expires_at > p_now)
   order by l.priority, l.expires_at nulls last, l.category desc, l.created_at, l.id
   limit 1;
