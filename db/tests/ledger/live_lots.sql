@@ -63,7 +63,7 @@ select is(
 
 -- A refund refills a spent-out lot: live again.
 select m.lot_id as refilled from creditgate_private.lot_movements as m
-join creditgate.ledger as e on e.id = m.ledger_id where e.idempotency_key = 'out-40' \gset
+inner join creditgate.ledger as e on e.id = m.ledger_id where e.idempotency_key = 'out-40' \gset
 select creditgate_private.refund_credits(:'u', 'out-40', 10, 'refund-out-40');
 select is((select l.live from creditgate.credit_lots as l where l.id = :'refilled'), true,
   'a refund makes the lot it refills live again');
