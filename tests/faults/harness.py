@@ -11,9 +11,8 @@ expected figure and the ledger sum, and ``creditgate.audit()`` run as ``service_
 from __future__ import annotations
 
 import signal
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,9 +314,3 @@ def post_generation(
     )
 
 
-def eventually(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

@@ -42,7 +42,6 @@ from tests.faults.harness import (
     SIGNUP_BONUS,
     as_service_role,
     assert_money,
-    eventually,
     media_rows,
     new_user,
     post_generation,
@@ -55,6 +54,7 @@ from tests.faults.harness import (
     wait_status,
 )
 from tests.faults.pgcluster import Cluster
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

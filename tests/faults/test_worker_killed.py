@@ -27,7 +27,6 @@ from tests.faults.harness import (
     SIGNUP_BONUS,
     as_service_role,
     assert_money,
-    eventually,
     generation,
     media_rows,
     new_user,
@@ -39,6 +38,7 @@ from tests.faults.harness import (
     stored_files,
     wait_status,
 )
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

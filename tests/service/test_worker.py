@@ -37,6 +37,7 @@ from creditgate.storage import LocalStorage, StorageError
 from creditgate.worker import Worker
 from tests import dbutil
 from tests.fakes import FakeA1111, FakeOpenAI, free_port
+from tests.polling import eventually
 
 T = TypeVar("T")
 SECRET = "worker-test-runner-secret-0123456789"
@@ -559,14 +560,6 @@ def request_sync(db: dbutil.TestDatabase, user: str, model_id: str, params: dict
     return run(go())
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize(
     ("hang", "grace", "expected"),
     [
@@ -583,7 +576,7 @@ def test_sigterm_during_a_slow_job(
         gid = request_sync(db, user, "img-test", {"prompt": PROMPT})
         proc, log = worker_process(db, tmp_path, "--grace", str(grace))
         try:
-            wait_for(lambda: len(fake.gated_requests) == 1, 20, "the provider call")
+            eventually(lambda: len(fake.gated_requests) == 1, 20, "the provider call")
             assert generation(db, gid)["status"] == "running"
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0, log.read_text()
@@ -601,7 +594,7 @@ def test_sigterm_during_a_slow_job(
             fake.faults.hang_seconds = 0
             proc, log = worker_process(db, tmp_path)
             try:
-                wait_for(lambda: generation(db, gid)["status"] == "succeeded", 20, "the retry")
+                eventually(lambda: generation(db, gid)["status"] == "succeeded", 20, "the retry")
             finally:
                 proc.send_signal(signal.SIGTERM)
                 assert proc.wait(30) == 0, log.read_text()
