@@ -1,0 +1,73 @@
+-- creditgate.generations: the row rules no function may break, tried as the owner (the
+-- most privileged role the app has). Each is a CHECK constraint or a domain: SQLSTATE 23514
+-- naming the rule.
+-- Proves: actual_cost within [0, cost]; attempts within [0, max_attempts]; the charge key
+-- is 'charge:' || id; a lease exactly while running; status, kind and cost domains.
+
+begin;
+select plan(12);
+
+create function pg_temp.violation(p_sql text) returns text
+language plpgsql as $$
+declare
+  v_state text;
+  v_constraint text;
+  v_message text;
+begin
+  execute p_sql;
+  return 'no error';
+exception when others then
+  get stacked diagnostics v_state = returned_sqlstate, v_constraint = constraint_name,
+    v_message = message_text;
+  return v_state || ' ' || coalesce(nullif(v_constraint, ''), v_message);
+end
+$$;
+
+select tests.create_user() as u \gset
+select tests.make_queued_generation(:'u', 'img-test', 100) as g \gset
+
+select is(pg_temp.violation(format(
+  'update creditgate.generations set actual_cost = 101 where id = %L', :'g')),
+  '23514 generations_actual_cost_check', 'actual_cost above the cost is refused');
+select is(pg_temp.violation(format(
+  'update creditgate.generations set actual_cost = -1 where id = %L', :'g')),
+  '23514 generations_actual_cost_check', 'a negative actual_cost is refused');
+select is(pg_temp.violation(format(
+  'update creditgate.generations set actual_cost = 100 where id = %L', :'g')),
+  'no error', 'actual_cost equal to the cost is allowed');
+
+select is(pg_temp.violation(format(
+  'update creditgate.generations set attempts = max_attempts + 1 where id = %L', :'g')),
+  '23514 generations_attempts_check', 'more attempts than max_attempts are refused');
+select is(pg_temp.violation(format(
+  'update creditgate.generations set attempts = -1 where id = %L', :'g')),
+  '23514 generations_attempts_check', 'negative attempts are refused');
+
+select is(pg_temp.violation(format(
+  'update creditgate.generations set charge_key = %L where id = %L', 'charge:other', :'g')),
+  '23514 generations_charge_key_check', 'a charge key other than charge:<id> is refused');
+
+select is(pg_temp.violation(format(
+  'update creditgate.generations set status = %L where id = %L', 'running', :'g')),
+  '23514 generations_lease_check', 'running without a lease is refused');
+select is(pg_temp.violation(format(
+  'update creditgate.generations set lease_owner = %L, lease_token = gen_random_uuid(),'
+  ' lease_expires_at = now() + interval %L where id = %L', 'w', '1 minute', :'g')),
+  '23514 generations_lease_check', 'a lease on a queued generation is refused');
+select is(pg_temp.violation(format(
+  'update creditgate.generations set status = %L, lease_owner = %L, lease_token = gen_random_uuid(),'
+  ' lease_expires_at = now() + interval %L where id = %L', 'running', 'w', '1 minute', :'g')),
+  'no error', 'running with a full lease is allowed');
+
+select is(pg_temp.violation(format(
+  'update creditgate.generations set status = %L where id = %L', 'paused', :'g')),
+  '23514 generation_status_check', 'an unknown status is refused (domain)');
+select is(pg_temp.violation(format(
+  'update creditgate.generations set kind = %L where id = %L', 'audio', :'g')),
+  '23514 model_kind_check', 'an unknown kind is refused (domain)');
+select is(pg_temp.violation(format(
+  'update creditgate.generations set cost = 0 where id = %L', :'g')),
+  '23514 credits_check', 'a cost of zero is refused (domain)');
+
+select * from finish();
+rollback;
