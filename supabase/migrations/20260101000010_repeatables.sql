@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 955449eae54ebb8cfad3fd82eff79d11e7f50a2caa2d11e45fc33a00a075a38c
+-- creditgate generated migration; do not edit. source: repeatables sha256: 213f2cfce1a3c4777807429a7d557c8b11a8dbf9e21f30238bc6a4bca1834a3e
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -1102,7 +1102,7 @@ declare
   v_existing_hash text;
   v_existing_cost bigint;
   v_existing_charge_key text;
-  v_plan text;
+  v_balance creditgate.balances;
   v_daily jsonb;
   v_ip inet;
   v_generation_id uuid;
@@ -1120,8 +1120,9 @@ begin
   v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
 
   -- The per-user mutex (lock_balance): concurrent calls with one key queue here, and the
-  -- first one's generation is visible to the rest once it commits.
-  select b.plan into v_plan from creditgate.balances as b where b.user_id = v_user_id for update;
+  -- first one's generation is visible to the rest once it commits. The row also gives the
+  -- plan and today's usage for the daily cap.
+  select b.* into v_balance from creditgate.balances as b where b.user_id = v_user_id for update;
   if not found then
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
   end if;
@@ -1151,7 +1152,7 @@ begin
   v_ip := creditgate_private.client_ip();
   perform creditgate_private.take_rate_limits(v_user_id, v_ip, v_model.kind, v_now);
 
-  v_daily := creditgate_private.daily_usage(v_user_id, v_plan);
+  v_daily := creditgate_private.daily_usage(v_balance);
   if jsonb_typeof(v_daily -> 'cap') = 'number'
      and (v_daily ->> 'used')::bigint + v_cost > (v_daily ->> 'cap')::bigint then
     perform creditgate_private.raise_error('daily_cap_reached', jsonb_build_object(
@@ -2051,7 +2052,8 @@ revoke all on function creditgate_private.chat_actual_cost(creditgate.generation
 -- creditgate.is_admin() -> boolean                                              authenticated
 -- Errors: PT401 not_authenticated.
 
-create or replace function creditgate_private.daily_usage(p_user_id uuid, p_plan text)
+drop function if exists creditgate_private.daily_usage(uuid, text);
+create or replace function creditgate_private.daily_usage(p_balance creditgate.balances)
 returns jsonb
 language plpgsql
 stable
@@ -2060,26 +2062,21 @@ as $$
 declare
   -- The current UTC day; caps reset at UTC midnight.
   v_today date := (now() at time zone 'UTC')::date;
-  v_cap jsonb := creditgate_private.setting('plan_daily_caps') -> coalesce(p_plan, 'free');
-  v_used bigint;
+  v_cap jsonb := creditgate_private.setting('plan_daily_caps') -> coalesce(p_balance.plan, 'free');
 begin
+  -- From the balance row the caller has already read (no row: nothing used, plan free).
   -- Net of refunds (the ledger trigger keeps the figure): failed and canceled generations
   -- were refunded in full, succeeded ones cost their actual_cost, queued and running ones
   -- hold their full price until settled.
-  select case when b.daily_used_on = v_today then b.daily_used else 0 end
-  into v_used
-  from creditgate.balances as b
-  where b.user_id = p_user_id;
-  v_used := coalesce(v_used, 0);
   return jsonb_build_object(
-    'used', v_used,
+    'used', case when p_balance.daily_used_on = v_today then p_balance.daily_used::bigint else 0 end,
     'cap', case when jsonb_typeof(v_cap) = 'number' then v_cap else 'null'::jsonb end
   );
 end
 $$;
-comment on function creditgate_private.daily_usage(uuid, text) is
-'Credits the user was charged today (UTC, net of refunds) and their plan''s cap (null = uncapped).';
-revoke all on function creditgate_private.daily_usage(uuid, text) from public, anon, authenticated;
+comment on function creditgate_private.daily_usage(creditgate.balances) is
+'Credits charged today (UTC, net of refunds) by the balance row''s user, and their plan''s cap (null = uncapped).';
+revoke all on function creditgate_private.daily_usage(creditgate.balances) from public, anon, authenticated;
 
 create or replace function creditgate.get_balance()
 returns jsonb
@@ -2090,16 +2087,13 @@ set search_path = ''
 as $$
 declare
   v_user_id uuid := creditgate_private.require_user();
-  v_balance bigint;
-  v_plan text;
+  v_row creditgate.balances;
 begin
-  select b.balance, b.plan into v_balance, v_plan
-  from creditgate.balances as b
-  where b.user_id = v_user_id;
+  select b.* into v_row from creditgate.balances as b where b.user_id = v_user_id;
   return jsonb_build_object(
-    'balance', coalesce(v_balance, 0),
+    'balance', coalesce(v_row.balance::bigint, 0),
     'available', creditgate_private.available_credits(v_user_id, now()),
-    'plan', coalesce(v_plan, 'free'),
+    'plan', coalesce(v_row.plan::text, 'free'),
     'expiring', coalesce((
       select jsonb_agg(jsonb_build_object(
         'lot_id', l.id, 'amount', l.remaining, 'category', l.category, 'expires_at', l.expires_at
@@ -2110,7 +2104,7 @@ begin
         and l.expires_at > now()
         and l.expires_at <= now() + interval '30 days'
     ), '[]'::jsonb),
-    'daily', creditgate_private.daily_usage(v_user_id, coalesce(v_plan, 'free'))
+    'daily', creditgate_private.daily_usage(v_row)
   );
 end
 $$;

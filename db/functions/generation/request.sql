@@ -125,7 +125,7 @@ declare
   v_existing_hash text;
   v_existing_cost bigint;
   v_existing_charge_key text;
-  v_plan text;
+  v_balance creditgate.balances;
   v_daily jsonb;
   v_ip inet;
   v_generation_id uuid;
@@ -143,8 +143,9 @@ begin
   v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
 
   -- The per-user mutex (lock_balance): concurrent calls with one key queue here, and the
-  -- first one's generation is visible to the rest once it commits.
-  select b.plan into v_plan from creditgate.balances as b where b.user_id = v_user_id for update;
+  -- first one's generation is visible to the rest once it commits. The row also gives the
+  -- plan and today's usage for the daily cap.
+  select b.* into v_balance from creditgate.balances as b where b.user_id = v_user_id for update;
   if not found then
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
   end if;
@@ -174,7 +175,7 @@ begin
   v_ip := creditgate_private.client_ip();
   perform creditgate_private.take_rate_limits(v_user_id, v_ip, v_model.kind, v_now);
 
-  v_daily := creditgate_private.daily_usage(v_user_id, v_plan);
+  v_daily := creditgate_private.daily_usage(v_balance);
   if jsonb_typeof(v_daily -> 'cap') = 'number'
      and (v_daily ->> 'used')::bigint + v_cost > (v_daily ->> 'cap')::bigint then
     perform creditgate_private.raise_error('daily_cap_reached', jsonb_build_object(
