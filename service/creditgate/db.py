@@ -44,21 +44,10 @@ class ApiError(Exception):
         return f"{self.status} {self.code}"
 
 
-LEDGER_KEY_CONSTRAINT = "ledger_idempotency_key_key"
-
-
 def api_error_from_db(exc: psycopg.Error) -> ApiError | None:
-    """Map an intentional ``PTxyz`` error to :class:`ApiError`; None for anything else.
-
-    One unintentional error is mapped too: a ledger key taken by another user's transaction
-    at the same moment (same-user calls serialize and replay) surfaces as a unique
-    violation of the ledger's key, which is exactly ``idempotency_key_reused``."""
+    """Map an intentional ``PTxyz`` error to :class:`ApiError`; None for anything else."""
     diag = exc.diag
     state = diag.sqlstate or ""
-    if state == "23505" and diag.constraint_name == LEDGER_KEY_CONSTRAINT:
-        return ApiError(409, "idempotency_key_reused",
-                        "Use a new idempotency key for a different request.",
-                        None, "Use a new idempotency key for a different request.")
     if not (state.startswith("PT") and state[2:].isdigit()):
         return None
     details: Any = None

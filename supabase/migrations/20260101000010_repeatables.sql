@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 213f2cfce1a3c4777807429a7d557c8b11a8dbf9e21f30238bc6a4bca1834a3e
+-- creditgate generated migration; do not edit. source: repeatables sha256: 5929db412b83324c852671019251df71874c8051a178993bd29263c2ab46489f
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -2600,14 +2600,16 @@ grant execute on function creditgate.admin_add_credits(uuid, bigint, text, text)
 --
 -- Locking: the caller's balances row is locked first (lock_balance) and held to commit;
 -- every other row a primitive touches belongs to that user, so per-user work serializes
--- on one row and multi-user work (the expiry sweep) locks users in user_id order.
+-- on one row and multi-user work (the expiry sweep) locks users in user_id order. Then
+-- find_entry locks the idempotency key (a transaction advisory lock), so two users' calls
+-- with one key take turns too; nothing waits for a balance while holding a key.
 --
 -- require_user() -> uuid                         PT401 not_authenticated
 -- require_admin() -> uuid                        PT401, PT403 forbidden
 -- check_key(p_key)                               PT400 invalid_request
 -- lock_balance(p_user_id, p_create) -> bigint    PT404 not_found
 -- find_entry(p_key, p_request_hash) -> ledger    PT409 idempotency_key_reused
--- post_entry(...) -> ledger                      23505 (another user racing for the key)
+-- post_entry(...) -> ledger                      (caller holds the balance lock, key is free)
 -- move_lots(p_entry_id, p_user_id, p_amount, p_now, p_paid_first) -> bigint
 -- available_credits(p_user_id, p_now) -> bigint
 -- grant_credits(...) -> jsonb                    PT400, PT404, PT409
@@ -2697,12 +2699,18 @@ comment on function creditgate_private.lock_balance(uuid, boolean) is
 create or replace function creditgate_private.find_entry(p_key text, p_request_hash text)
 returns creditgate.ledger
 language plpgsql
-stable
 set search_path = ''
 as $$
 declare
   v_entry creditgate.ledger;
 begin
+  -- The key's own lock, held to commit. Calls for one user already take turns on the
+  -- balance lock; calls of two users with one key hold different balance locks, so they
+  -- take turns here instead, and the later one finds the earlier one's entry below (a new
+  -- statement: a new snapshot) and gets PT409, not the ledger's unique violation.
+  -- Advisory locks of class 1667720057 ('cgky') are creditgate's: key hashes may collide,
+  -- which only makes two unrelated keys wait for each other.
+  perform pg_catalog.pg_advisory_xact_lock(1667720057, pg_catalog.hashtext(p_key));
   select l.* into v_entry from creditgate.ledger as l where l.idempotency_key = p_key;
   if found and v_entry.request_hash <> p_request_hash then
     perform creditgate_private.raise_error(
@@ -2713,7 +2721,7 @@ begin
 end
 $$;
 comment on function creditgate_private.find_entry(text, text) is
-'The entry already posted under a key (replay), PT409 if it was posted for another request.';
+'Locks the key to commit; the entry already posted under it (replay), PT409 if posted for another request.';
 
 create or replace function creditgate_private.available_credits(p_user_id uuid, p_now timestamptz)
 returns bigint
@@ -2755,8 +2763,8 @@ declare
   v_entry creditgate.ledger;
 begin
   -- delta and balance_after are set, and the balance moved, by the ledger's BEFORE INSERT
-  -- trigger. The caller holds the balance lock and has looked the key up (find_entry), so
-  -- a duplicate key here is another user's transaction racing for the same key: 23505.
+  -- trigger. The caller holds the balance lock and has found the key free (find_entry,
+  -- which also holds the key's lock, or the expiry sweep's own keys).
   insert into creditgate.ledger (
     user_id, entry_type, amount, delta, balance_after, idempotency_key, request_hash,
     charge_key, generation_id, reason, metadata
@@ -3225,6 +3233,10 @@ begin
   v_hash := md5(jsonb_build_array('clawback', service_clawback.user_id, service_clawback.amount)::text);
 
   v_balance := creditgate_private.lock_balance(service_clawback.user_id);
+  -- The event's key lock (find_entry), so the same event for two users takes turns and the
+  -- later call sees the earlier one's clawback row below. A ledger entry under the key is
+  -- this clawback's own (same request: the row below replays it) or another request's (PT409).
+  perform creditgate_private.find_entry(v_key, v_hash);
   select c.* into v_prior from creditgate_private.clawbacks as c where c.idempotency_key = v_key;
   if v_prior.idempotency_key is not null then
     if v_prior.user_id <> service_clawback.user_id or v_prior.requested <> service_clawback.amount then
@@ -3254,8 +3266,8 @@ begin
   values (v_key, service_clawback.user_id, service_clawback.amount, v_taken, v_entry.id, service_clawback.reason)
   on conflict (idempotency_key) do nothing;
   if not found then
-    -- The same event for another user, committed meanwhile (same-user calls serialize on
-    -- the balance lock and replay above). Nothing of this call survives the error.
+    -- Unreachable while the key lock above holds the event (kept so a clawback can never
+    -- be recorded twice). Nothing of this call survives the error.
     perform creditgate_private.raise_error(
       'idempotency_key_reused', jsonb_build_object('idempotency_key', v_key)
     );

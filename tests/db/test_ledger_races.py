@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from tests import dbutil, pgrest
 from tests.db.race import Call, assert_audit_ok, fire, owner_value, pool_size
+from tests.polling import eventually
 
 
 def owner_call(sql: str, *params: Any) -> Call:
@@ -380,4 +381,138 @@ def test_one_clawback_event_raced_for_two_users_is_applied_once(db: dbutil.TestD
     assert owner_value(
         db, "select count(*) from creditgate_private.clawbacks where idempotency_key = 'stripe:evt_dispute'"
     ) == 1
+    assert_audit_ok(db)
+
+
+# --------------------------------------------------------------------------- one key, two users
+
+
+def _someone_waits_for_a_lock(db: dbutil.TestDatabase) -> bool:
+    return bool(owner_value(
+        db,
+        "select count(*) > 0 from pg_stat_activity"
+        " where datname = current_database() and wait_event_type = 'Lock'",
+    ))
+
+
+def _second_call_while_first_is_open(
+    db: dbutil.TestDatabase, first: Call, second: Call, *, commit: bool
+) -> tuple[Any, BaseException | None, Any]:
+    """Run `first` in an open transaction; start `second` on another connection and wait
+    until it waits for a lock (the key's); then commit (or roll back) the first and return
+    (first's result, second's error, second's result)."""
+    outcome: dict[str, Any] = {}
+
+    def run_second() -> None:
+        try:
+            with pgrest.connect(db.api_url) as conn:
+                outcome["result"] = second(conn)
+        except BaseException as exc:  # reported to the test below
+            outcome["error"] = exc
+
+    with pgrest.connect(db.api_url) as conn:
+        conn.autocommit = False
+        conn.execute("select 1")  # an open transaction: pgrest.rpc's becomes a savepoint in it
+        first_result = first(conn)
+        thread = threading.Thread(target=run_second)
+        thread.start()
+        try:
+            eventually(lambda: _someone_waits_for_a_lock(db), 30, "the second call to wait")
+            assert thread.is_alive()
+        finally:
+            if commit:
+                conn.commit()
+            else:
+                conn.rollback()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    return first_result, outcome.get("error"), outcome.get("result")
+
+
+def test_one_grant_key_for_two_users_at_once_is_pt409_for_the_later(
+    db: dbutil.TestDatabase,
+) -> None:
+    """Each call holds only its own user's balance lock; the key's lock makes the later
+    call wait, find the committed entry and refuse with the contract's error instead of
+    a unique violation."""
+    alice, bob = new_user(db), new_user(db)
+
+    def grant_to(user: uuid.UUID) -> Call:
+        return lambda conn: pgrest.rpc(
+            conn, "service_grant_credits",
+            {"user_id": user, "amount": 40, "entry_type": "grant", "idempotency_key": "shared"},
+            casts={"amount": "bigint"},
+        )
+
+    first, error, _ = _second_call_while_first_is_open(db, grant_to(alice), grant_to(bob),
+                                                       commit=True)
+    assert first["replayed"] is False
+    assert isinstance(error, psycopg.Error)
+    assert (error.diag.sqlstate, error.diag.message_primary) == ("PT409", "idempotency_key_reused")
+    assert owner_value(db, "select count(*) from creditgate.ledger where idempotency_key = 'shared'") == 1
+    assert owner_value(db, "select balance from creditgate.balances where user_id = %s", bob) == 0
+    assert_audit_ok(db)
+
+
+def test_a_key_freed_by_a_rollback_goes_to_the_waiting_user(db: dbutil.TestDatabase) -> None:
+    alice, bob = new_user(db), new_user(db)
+
+    def grant_to(user: uuid.UUID) -> Call:
+        return lambda conn: pgrest.rpc(
+            conn, "service_grant_credits",
+            {"user_id": user, "amount": 40, "entry_type": "grant", "idempotency_key": "undone"},
+            casts={"amount": "bigint"},
+        )
+
+    _, error, second = _second_call_while_first_is_open(db, grant_to(alice), grant_to(bob),
+                                                        commit=False)
+    assert error is None
+    assert second["replayed"] is False and second["balance"] == 40
+    assert owner_value(db, "select user_id from creditgate.ledger where idempotency_key = 'undone'") == bob
+    assert owner_value(db, "select balance from creditgate.balances where user_id = %s", alice) == 0
+    assert_audit_ok(db)
+
+
+def test_one_clawback_event_that_takes_credits_raced_for_two_users(
+    db: dbutil.TestDatabase,
+) -> None:
+    """Both users hold credits, so the first clawback posts a ledger entry under the
+    event's key: the second, for the other user, waits for the key and gets PT409."""
+    alice, bob = new_user(db, bonus=100), new_user(db, bonus=100)
+
+    def clawback_from(user: uuid.UUID) -> Call:
+        return lambda conn: pgrest.rpc(
+            conn, "service_clawback",
+            {"event_id": "evt_shared", "user_id": user, "amount": 30, "reason": "dispute"},
+            casts={"amount": "bigint"},
+        )
+
+    first, error, _ = _second_call_while_first_is_open(
+        db, clawback_from(alice), clawback_from(bob), commit=True
+    )
+    assert first["taken"] == 30
+    assert isinstance(error, psycopg.Error)
+    assert (error.diag.sqlstate, error.diag.message_primary) == ("PT409", "idempotency_key_reused")
+    assert owner_value(db, "select balance from creditgate.balances where user_id = %s", bob) == 100
+    assert_audit_ok(db)
+
+
+def test_40_spends_with_one_key_for_two_users_charge_one(db: dbutil.TestDatabase) -> None:
+    """The primitive as request_generation calls it: every call replays the one charge or
+    gets PT409, never an unexpected error."""
+    users = [new_user(db, bonus=100) for _ in range(2)]
+    calls: list[Call] = [
+        owner_call("select creditgate_private.spend_credits(%s, 7, 'one-charge')", users[i % 2])
+        for i in range(40)
+    ]
+    outcomes = fire(db.owner_url, calls, pool_size(db, 40), join_timeout=120)
+
+    assert {o.sqlstate for o in outcomes} <= {None, "PT409"}, [o.message for o in outcomes]
+    done = [o.result for o in outcomes if o.sqlstate is None]
+    assert Counter(r["replayed"] for r in done)[False] == 1
+    assert owner_value(
+        db, "select count(*) from creditgate.ledger where idempotency_key = 'one-charge'"
+    ) == 1
+    assert owner_value(db, "select sum(balance) from creditgate.balances where user_id = any(%s)",
+                       users) == 193
     assert_audit_ok(db)

@@ -89,6 +89,10 @@ begin
   v_hash := md5(jsonb_build_array('clawback', service_clawback.user_id, service_clawback.amount)::text);
 
   v_balance := creditgate_private.lock_balance(service_clawback.user_id);
+  -- The event's key lock (find_entry), so the same event for two users takes turns and the
+  -- later call sees the earlier one's clawback row below. A ledger entry under the key is
+  -- this clawback's own (same request: the row below replays it) or another request's (PT409).
+  perform creditgate_private.find_entry(v_key, v_hash);
   select c.* into v_prior from creditgate_private.clawbacks as c where c.idempotency_key = v_key;
   if v_prior.idempotency_key is not null then
     if v_prior.user_id <> service_clawback.user_id or v_prior.requested <> service_clawback.amount then
@@ -118,8 +122,8 @@ begin
   values (v_key, service_clawback.user_id, service_clawback.amount, v_taken, v_entry.id, service_clawback.reason)
   on conflict (idempotency_key) do nothing;
   if not found then
-    -- The same event for another user, committed meanwhile (same-user calls serialize on
-    -- the balance lock and replay above). Nothing of this call survives the error.
+    -- Unreachable while the key lock above holds the event (kept so a clawback can never
+    -- be recorded twice). Nothing of this call survives the error.
     perform creditgate_private.raise_error(
       'idempotency_key_reused', jsonb_build_object('idempotency_key', v_key)
     );

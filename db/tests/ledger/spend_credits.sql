@@ -3,10 +3,10 @@
 -- Proves: success figures and ledger row, burn order (priority, soonest expiry with
 -- never-expiring last, promotional before paid, oldest first) and exactly which lots each
 -- spend hits, expiry at the instant, every error (exact SQLSTATE, message and DETAIL),
--- idempotent replay and key mismatch.
+-- idempotent replay and key mismatch, the key's lock.
 
 begin;
-select plan(39);
+select plan(40);
 
 -- hits(key): which lots the entry under key moved, as 'label:taken' sorted by label.
 create temp table lots (label text primary key, id uuid not null unique);
@@ -44,6 +44,14 @@ select is(
   'the same key and request replays the original result with replayed=true'
 );
 select creditgate_private.spend_credits('a1000000-0000-4000-8000-000000000001', 50, 'charge-2');
+select ok(
+  exists (
+    select 1 from pg_locks
+    where pid = pg_backend_pid() and locktype = 'advisory' and granted and mode = 'ExclusiveLock'
+      and classid = 1667720057 and objid = hashtext('charge-2')::oid
+  ),
+  'the spend holds its key''s lock to commit (two users'' calls with one key take turns)'
+);
 select is(
   creditgate_private.spend_credits('a1000000-0000-4000-8000-000000000001', 100, 'charge-1') ->> 'balance',
   '900', 'a replay returns the original balance, not the current one'
