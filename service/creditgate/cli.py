@@ -432,6 +432,25 @@ def bench_cmd(
     raise typer.Exit(bench.main(cfg, as_json=as_json, strict=strict, out=out, err=console))
 
 
+@app.command("instructions")
+def instructions_cmd(
+    users: int = typer.Option(1_000, "--users", min=2, help="Users to seed."),
+    calls: int = typer.Option(
+        1_000, "--calls", min=1, help="Transactions counted per workload (after --warmup)."
+    ),
+    warmup: int = typer.Option(
+        200, "--warmup", min=1, help="Transactions of the short run subtracted from the long one."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Count the server's CPU instructions per transaction (valgrind) for the baseline
+    spend, spend_credits and request_generation, on a throwaway cluster."""
+    from creditgate import instructions
+
+    cfg = instructions.InstructionsConfig(users=users, calls=calls, warmup=warmup)
+    raise typer.Exit(instructions.main(cfg, as_json=as_json, out=out, err=console))
+
+
 def main() -> None:
     try:
         app()

@@ -7,13 +7,14 @@
 See tests/fakes/base.py for the fault-injection knobs shared by all fakes.
 """
 
+from creditgate.pgcluster import free_port
 from tests.fakes.a1111 import FakeA1111
 from tests.fakes.base import FAKE_MP4, FakeProvider, Faults, Recorded, tiny_gif, tiny_png
 from tests.fakes.fal import FakeFal
 from tests.fakes.gradio import FakeGradio
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.openai import FAKE_USAGE, FakeOpenAI
-from tests.fakes.server import LiveServer, free_port, serve_app, serve_asgi
+from tests.fakes.server import LiveServer, serve_app, serve_asgi
 from tests.fakes.wavespeed import FakeWavespeed
 
 FAKES: dict[str, type[FakeProvider]] = {

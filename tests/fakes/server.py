@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,13 +12,6 @@ import pytest
 import uvicorn
 
 ASGIApp = Callable[..., Any]
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (for subprocesses that need one up front)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LiveServer:

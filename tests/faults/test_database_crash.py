@@ -1,8 +1,9 @@
 """PostgreSQL crashes (``pg_ctl stop -m immediate``) under HTTP load and comes back.
 
-Runs on a private, throwaway cluster (tests/faults/pgcluster.py): the shared server is never
-touched. `creditgate serve` and `creditgate worker` keep running through the crash -- no
-restart -- while client threads POST /v1/generations with distinct Idempotency-Keys:
+Runs on a private, throwaway cluster (creditgate.pgcluster, tests/faults/pgcluster.py): the
+shared server is never touched. `creditgate serve` and `creditgate worker` keep running
+through the crash -- no restart -- while client threads POST /v1/generations with distinct
+Idempotency-Keys:
 
 * while the database is down, every answer is a 503 with the error body (``unavailable``),
   never a 500, never a hang (bounded by the pool's wait), and /readyz says 503 promptly;
