@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,7 @@ def run(cfg: InstructionsConfig, say: Callable[[str], None]) -> InstructionsRepo
     valgrind_path()
     started = time.monotonic()
     rng = random.Random(cfg.seed)
-    report = InstructionsReport(config={**cfg.__dict__})
+    report = InstructionsReport(config=asdict(cfg))
     with Cluster.create(prefix="cg-instructions-") as cluster, \
             tempfile.TemporaryDirectory(prefix="cg-instructions-") as tmp:
         workdir = Path(tmp)
