@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 5929db412b83324c852671019251df71874c8051a178993bd29263c2ab46489f
+-- creditgate generated migration; do not edit. source: repeatables sha256: 9542f6596457167566e1bb625cb3c8395e3cc56f6a2a2726e89ced52665a582d
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -1118,6 +1118,9 @@ begin
   v_price := creditgate_private.price_params(v_model, v_params, false);
   v_cost := (v_price ->> 'cost')::bigint;
   v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
+  -- Read before the lock, so that concurrent requests of one user wait for less.
+  v_ip := creditgate_private.client_ip();
+  v_generation_id := creditgate_private.uuid_v7();
 
   -- The per-user mutex (lock_balance): concurrent calls with one key queue here, and the
   -- first one's generation is visible to the rest once it commits. The row also gives the
@@ -1149,7 +1152,6 @@ begin
     );
   end if;
 
-  v_ip := creditgate_private.client_ip();
   perform creditgate_private.take_rate_limits(v_user_id, v_ip, v_model.kind, v_now);
 
   v_daily := creditgate_private.daily_usage(v_balance);
@@ -1162,7 +1164,6 @@ begin
     ));
   end if;
 
-  v_generation_id := creditgate_private.uuid_v7();
   v_spend := creditgate_private.spend_credits(
     v_user_id, v_cost, 'charge:' || v_generation_id, v_generation_id, 'generation',
     jsonb_build_object('model_id', v_model.id, 'kind', v_model.kind), v_now

@@ -141,6 +141,9 @@ begin
   v_price := creditgate_private.price_params(v_model, v_params, false);
   v_cost := (v_price ->> 'cost')::bigint;
   v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
+  -- Read before the lock, so that concurrent requests of one user wait for less.
+  v_ip := creditgate_private.client_ip();
+  v_generation_id := creditgate_private.uuid_v7();
 
   -- The per-user mutex (lock_balance): concurrent calls with one key queue here, and the
   -- first one's generation is visible to the rest once it commits. The row also gives the
@@ -172,7 +175,6 @@ begin
     );
   end if;
 
-  v_ip := creditgate_private.client_ip();
   perform creditgate_private.take_rate_limits(v_user_id, v_ip, v_model.kind, v_now);
 
   v_daily := creditgate_private.daily_usage(v_balance);
@@ -185,7 +187,6 @@ begin
     ));
   end if;
 
-  v_generation_id := creditgate_private.uuid_v7();
   v_spend := creditgate_private.spend_credits(
     v_user_id, v_cost, 'charge:' || v_generation_id, v_generation_id, 'generation',
     jsonb_build_object('model_id', v_model.id, 'kind', v_model.kind), v_now
