@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 9542f6596457167566e1bb625cb3c8395e3cc56f6a2a2726e89ced52665a582d
+-- creditgate generated migration; do not edit. source: repeatables sha256: e8e158c6bd44d61a8d6c28352de051bf68df31e71fdc86f36672bb25003e2bce
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -3236,8 +3236,9 @@ begin
   v_balance := creditgate_private.lock_balance(service_clawback.user_id);
   -- The event's key lock (find_entry), so the same event for two users takes turns and the
   -- later call sees the earlier one's clawback row below. A ledger entry under the key is
-  -- this clawback's own (same request: the row below replays it) or another request's (PT409).
-  perform creditgate_private.find_entry(v_key, v_hash);
+  -- this clawback's own (same request: the row below replays it, with the balance the entry
+  -- left) or another request's (PT409).
+  v_entry := creditgate_private.find_entry(v_key, v_hash);
   select c.* into v_prior from creditgate_private.clawbacks as c where c.idempotency_key = v_key;
   if v_prior.idempotency_key is not null then
     if v_prior.user_id <> service_clawback.user_id or v_prior.requested <> service_clawback.amount then
@@ -3248,7 +3249,7 @@ begin
     return jsonb_build_object(
       'requested', v_prior.requested, 'taken', v_prior.taken, 'shortfall', v_prior.shortfall,
       'entry_id', v_prior.ledger_id,
-      'balance', coalesce((select l.balance_after from creditgate.ledger as l where l.id = v_prior.ledger_id), v_balance),
+      'balance', coalesce(v_entry.balance_after::bigint, v_balance),
       'replayed', true
     );
   end if;
