@@ -462,6 +462,18 @@ def seed_users(
         advance(stop - start + 1)
 
 
+def seed(
+    cfg: BenchConfig, advance: Callable[[int], None], *, grant: bool = True
+) -> tuple[str | None, str]:
+    """In cfg's migrated database: the baseline schema, cfg.users users (seed_users), then
+    prepare_request_generation's (model id, note)."""
+    with psycopg.connect(cfg.url(), autocommit=True) as conn:
+        conn.execute("set client_min_messages = warning")
+        install_baseline(conn)
+        seed_users(conn, cfg.users, advance, grant=grant)
+        return prepare_request_generation(conn, cfg)
+
+
 def prepare_request_generation(
     conn: psycopg.Connection, cfg: BenchConfig
 ) -> tuple[str | None, str]:
@@ -1224,12 +1236,9 @@ def run_growth(cfg: BenchConfig, progress: Progress, workdir: Path) -> GrowthRep
         prepare_database(gcfg, say)
         progress.update(setup, completed=1)
         seeding = progress.add_task("growth users", total=gcfg.users, unit="users", note="")
+        model_id, note = seed(gcfg, lambda n: progress.advance(seeding, n), grant=False)
         with psycopg.connect(gcfg.url(), autocommit=True) as conn:
-            conn.execute("set client_min_messages = warning")
-            install_baseline(conn)
-            seed_users(conn, gcfg.users, lambda n: progress.advance(seeding, n), grant=False)
             conn.execute(GROWTH_SQL.encode(), prepare=False)
-            model_id, note = prepare_request_generation(conn, gcfg)
         if model_id is None:
             raise BenchError(f"growth needs request_generation: {note}")
         settle(gcfg)
@@ -1343,11 +1352,7 @@ def run(cfg: BenchConfig, console: Console) -> BenchReport:
 
         seeding = progress.add_task("seed users", total=cfg.users, unit="users", note="")
         try:
-            with psycopg.connect(cfg.url(), autocommit=True) as conn:
-                conn.execute("set client_min_messages = warning")
-                install_baseline(conn)
-                seed_users(conn, cfg.users, lambda n: progress.advance(seeding, n))
-                model_id, note = prepare_request_generation(conn, cfg)
+            model_id, note = seed(cfg, lambda n: progress.advance(seeding, n))
         except psycopg.Error as exc:
             raise BenchError(f"cannot seed {cfg.database}: {exc}") from exc
         say(f"request_generation: {'' if model_id else 'unavailable: '}{note}")

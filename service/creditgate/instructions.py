@@ -29,9 +29,9 @@ change of one percent is visible.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import pwd
 import random
 import re
 import shutil
@@ -48,7 +48,7 @@ from rich.console import Console
 from rich.table import Table
 
 from creditgate import bench, migrate
-from creditgate.pgcluster import BIN, OS_USER, Cluster, as_server_user
+from creditgate.pgcluster import BIN, Cluster, as_server_user, server_owner
 
 DATABASE = "creditgate_instructions"
 # What a single-user backend is told (one ERROR fails the run).
@@ -177,23 +177,19 @@ WRITES: dict[str, str] = {
 
 def build_database(cfg: InstructionsConfig, cluster: Cluster,
                    say: Callable[[str], None]) -> bench.BenchConfig:
+    """The bench database, built as `creditgate bench` builds it; its config, with the model
+    request_generation uses."""
     bcfg = bench.BenchConfig(admin_url=cluster.admin_url, database=DATABASE, users=cfg.users,
                              http=False)
     try:
         bench.prepare_database(bcfg, say)
-        with psycopg.connect(bcfg.url(), autocommit=True) as conn:
-            conn.execute("set client_min_messages = warning")
-            bench.install_baseline(conn)
-            bench.seed_users(conn, cfg.users, lambda n: None)
-            model_id, note = bench.prepare_request_generation(conn, bcfg)
-    except (psycopg.Error, migrate.MigrationError) as exc:
+        model_id, note = bench.seed(bcfg, lambda n: None)
+        bench.settle(bcfg)
+    except (psycopg.Error, migrate.MigrationError, bench.BenchError) as exc:
         raise InstructionsError(f"cannot build {DATABASE}: {exc}") from exc
     if model_id is None:
         raise InstructionsError(f"request_generation cannot run: {note}")
-    with psycopg.connect(bcfg.url(), autocommit=True) as conn:
-        conn.execute("vacuum analyze")
-    return bench.BenchConfig(admin_url=cluster.admin_url, database=DATABASE, users=cfg.users,
-                             http=False, model_id=model_id)
+    return dataclasses.replace(bcfg, model_id=model_id)
 
 
 def run(cfg: InstructionsConfig, say: Callable[[str], None]) -> InstructionsReport:
@@ -204,7 +200,7 @@ def run(cfg: InstructionsConfig, say: Callable[[str], None]) -> InstructionsRepo
     with Cluster.create(prefix="cg-instructions-") as cluster, \
             tempfile.TemporaryDirectory(prefix="cg-instructions-") as tmp:
         workdir = Path(tmp)
-        os.chown(workdir, *_server_owner())
+        os.chown(workdir, *server_owner())
         say(f"throwaway cluster on port {cluster.port}; building {DATABASE} "
             f"({cfg.users:,} users)")
         bcfg = build_database(cfg, cluster, say)
@@ -236,14 +232,6 @@ def run(cfg: InstructionsConfig, say: Callable[[str], None]) -> InstructionsRepo
     report.config["elapsed_seconds"] = round(time.monotonic() - started, 1)
     report.config["server"] = _server_version()
     return report
-
-
-def _server_owner() -> tuple[int, int]:
-    """uid and gid the single-user backends run as (see pgcluster.as_server_user)."""
-    if os.geteuid() == 0:
-        user = pwd.getpwnam(OS_USER)
-        return user.pw_uid, user.pw_gid
-    return os.geteuid(), os.getegid()
 
 
 def _server_version() -> str:

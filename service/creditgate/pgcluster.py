@@ -34,6 +34,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_owner() -> tuple[int, int]:
+    """uid and gid of the OS user clusters run as: ``postgres`` under root, else the caller."""
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(OS_USER)
+        return user.pw_uid, user.pw_gid
+    return os.geteuid(), os.getegid()
+
+
 def as_server_user(argv: list[str]) -> list[str]:
     """argv run as the OS user that owns clusters: ``postgres`` under root, else unchanged."""
     if os.geteuid() == 0:
@@ -60,10 +68,8 @@ class Cluster:
         cluster = cls(base, free_port())
         try:
             cluster.sockets.mkdir()
-            if os.geteuid() == 0:
-                user = pwd.getpwnam(OS_USER)
-                for path in (base, cluster.sockets):
-                    os.chown(path, user.pw_uid, user.pw_gid)
+            for path in (base, cluster.sockets):
+                os.chown(path, *server_owner())
             cluster.run_pg(
                 "initdb",
                 "-D", str(cluster.data),
