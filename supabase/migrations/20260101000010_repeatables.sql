@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: e8e158c6bd44d61a8d6c28352de051bf68df31e71fdc86f36672bb25003e2bce
+-- creditgate generated migration; do not edit. source: repeatables sha256: a1a0d13b451b85241fd59308b7583feb91f87e3d4f4216e1136c69a8d1ec0cf3
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -2446,7 +2446,8 @@ grant execute on function creditgate.audit(timestamptz) to service_role;
 -- creditgate.service_expire_credits(now, max_lots) -> jsonb {users, lots, credits, more}   service_role
 --   Posts one `expire` entry per lapsed lot with credits left (key expire:<lot_id>:<n>).
 --   Expired credits are already unspendable (available_credits); this makes the ledger say so.
---   Users are locked in user_id order, so concurrent sweeps never deadlock.
+--   Users are locked in user_id order, so concurrent sweeps never deadlock; then each key
+--   (balance before key, as everywhere).
 
 create or replace function creditgate.service_expire_credits(
   now timestamptz default now(),
@@ -2486,12 +2487,15 @@ begin
     select l.remaining into v_remaining from creditgate.credit_lots as l where l.id = v_lot.id;
     continue when v_remaining = 0;
     -- The lot's nth expiry (a refund into an expired lot makes a second one): the first
-    -- n whose key is free, found through the ledger's key index.
-    v_seq := 1;
-    v_key := format('expire:%s:1', v_lot.id);
-    while exists (select 1 from creditgate.ledger as e where e.idempotency_key = v_key) loop
+    -- n whose key is free, found through the ledger's key index. Each key is locked before
+    -- it is looked at, as find_entry locks it (class 1667720057): an uncommitted entry of
+    -- another user under that key is waited for and then seen, not collided with.
+    v_seq := 0;
+    loop
       v_seq := v_seq + 1;
       v_key := format('expire:%s:%s', v_lot.id, v_seq);
+      perform pg_catalog.pg_advisory_xact_lock(1667720057, pg_catalog.hashtext(v_key));
+      exit when not exists (select 1 from creditgate.ledger as e where e.idempotency_key = v_key);
     end loop;
     v_entry := creditgate_private.post_entry(
       v_lot.user_id, 'expire', v_remaining, v_key,
