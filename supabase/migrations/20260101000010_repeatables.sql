@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: a1a0d13b451b85241fd59308b7583feb91f87e3d4f4216e1136c69a8d1ec0cf3
+-- creditgate generated migration; do not edit. source: repeatables sha256: 56f080f6f3f27fe408cd4a558911f8a70ff871c1a63daf5750b6de86ff5ccf74
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -2446,8 +2446,7 @@ grant execute on function creditgate.audit(timestamptz) to service_role;
 -- creditgate.service_expire_credits(now, max_lots) -> jsonb {users, lots, credits, more}   service_role
 --   Posts one `expire` entry per lapsed lot with credits left (key expire:<lot_id>:<n>).
 --   Expired credits are already unspendable (available_credits); this makes the ledger say so.
---   Users are locked in user_id order, so concurrent sweeps never deadlock; then each key
---   (balance before key, as everywhere).
+--   Users are locked in user_id order, so concurrent sweeps never deadlock.
 
 create or replace function creditgate.service_expire_credits(
   now timestamptz default now(),
@@ -2487,15 +2486,15 @@ begin
     select l.remaining into v_remaining from creditgate.credit_lots as l where l.id = v_lot.id;
     continue when v_remaining = 0;
     -- The lot's nth expiry (a refund into an expired lot makes a second one): the first
-    -- n whose key is free, found through the ledger's key index. Each key is locked before
-    -- it is looked at, as find_entry locks it (class 1667720057): an uncommitted entry of
-    -- another user under that key is waited for and then seen, not collided with.
-    v_seq := 0;
-    loop
+    -- n whose key is free, found through the ledger's key index. Only this sweep posts
+    -- expire: keys (service_grant_credits refuses creditgate's prefixes), and it holds the
+    -- lot owner's lock, so a free key stays free until it commits: no key lock needed,
+    -- which keeps a sweep of thousands of lots out of the shared lock table.
+    v_seq := 1;
+    v_key := format('expire:%s:1', v_lot.id);
+    while exists (select 1 from creditgate.ledger as e where e.idempotency_key = v_key) loop
       v_seq := v_seq + 1;
       v_key := format('expire:%s:%s', v_lot.id, v_seq);
-      perform pg_catalog.pg_advisory_xact_lock(1667720057, pg_catalog.hashtext(v_key));
-      exit when not exists (select 1 from creditgate.ledger as e where e.idempotency_key = v_key);
     end loop;
     v_entry := creditgate_private.post_entry(
       v_lot.user_id, 'expire', v_remaining, v_key,
@@ -2528,7 +2527,8 @@ grant execute on function creditgate.service_expire_credits(timestamptz, integer
 -- creditgate.admin_add_credits(user_id, amount, reason, idempotency_key) -> jsonb
 --                                                               authenticated, admin checked inside
 -- Errors: PT400 invalid_request, PT401, PT403 forbidden, PT404 not_found (unknown user),
---         PT409 idempotency_key_reused.
+--         PT409 idempotency_key_reused. service_grant_credits refuses keys in creditgate's
+--         own namespaces (PT400); admin_add_credits stores its keys as admin:<key>.
 
 create or replace function creditgate.service_grant_credits(
   user_id uuid,
@@ -2546,6 +2546,15 @@ security definer
 set search_path = ''
 as $$
 begin
+  -- creditgate's own keys are posted by creditgate alone. A grant under one would squat
+  -- an entry creditgate owes later: a generation's refund (refund:<id>) would then fail
+  -- with PT409 forever, a lot's expiry or a Stripe event's credits likewise.
+  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire):' then
+    perform creditgate_private.invalid(
+      'idempotency_key',
+      'the prefixes signup:, stripe:, admin:, charge:, refund: and expire: are creditgate''s own'
+    );
+  end if;
   return creditgate_private.grant_credits(
     service_grant_credits.user_id,
     service_grant_credits.amount,

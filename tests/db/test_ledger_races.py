@@ -516,37 +516,3 @@ def test_40_spends_with_one_key_for_two_users_charge_one(db: dbutil.TestDatabase
     assert owner_value(db, "select sum(balance) from creditgate.balances where user_id = any(%s)",
                        users) == 193
     assert_audit_ok(db)
-
-
-def test_an_expire_key_taken_at_that_instant_by_another_user_makes_the_sweep_use_the_next(
-    db: dbutil.TestDatabase,
-) -> None:
-    """The sweep locks each expire key before it looks at it: a grant to another user under
-    the lot's first expire key, still uncommitted, is waited for and then seen, so the
-    sweep posts under the next key instead of failing on the ledger's unique index."""
-    alice, bob = new_user(db), new_user(db)
-    lot = grant(db, alice, 60, "expiring", expires_at=datetime.now(UTC) + timedelta(hours=1))["lot_id"]
-    squatted = f"expire:{lot}:1"
-
-    def grant_to_bob(conn: psycopg.Connection) -> Any:
-        return pgrest.rpc(
-            conn, "service_grant_credits",
-            {"user_id": bob, "amount": 5, "entry_type": "grant", "idempotency_key": squatted},
-            casts={"amount": "bigint"},
-        )
-
-    def sweep(conn: psycopg.Connection) -> Any:
-        return pgrest.rpc(conn, "service_expire_credits",
-                          {"now": datetime.now(UTC) + timedelta(hours=2)})
-
-    _, error, swept = _second_call_while_first_is_open(db, grant_to_bob, sweep, commit=True)
-    assert error is None, error
-    assert swept["lots"] == 1 and swept["credits"] == 60
-    assert owner_value(
-        db, "select user_id from creditgate.ledger where idempotency_key = %s", squatted
-    ) == bob
-    assert owner_value(
-        db, "select amount from creditgate.ledger where idempotency_key = %s", f"expire:{lot}:2"
-    ) == 60
-    assert owner_value(db, "select balance from creditgate.balances where user_id = %s", alice) == 0
-    assert_audit_ok(db)

@@ -1,8 +1,7 @@
 -- creditgate.service_expire_credits(now, max_lots) -> jsonb {users, lots, credits, more}   service_role
 --   Posts one `expire` entry per lapsed lot with credits left (key expire:<lot_id>:<n>).
 --   Expired credits are already unspendable (available_credits); this makes the ledger say so.
---   Users are locked in user_id order, so concurrent sweeps never deadlock; then each key
---   (balance before key, as everywhere).
+--   Users are locked in user_id order, so concurrent sweeps never deadlock.
 
 create or replace function creditgate.service_expire_credits(
   now timestamptz default now(),
@@ -42,15 +41,15 @@ begin
     select l.remaining into v_remaining from creditgate.credit_lots as l where l.id = v_lot.id;
     continue when v_remaining = 0;
     -- The lot's nth expiry (a refund into an expired lot makes a second one): the first
-    -- n whose key is free, found through the ledger's key index. Each key is locked before
-    -- it is looked at, as find_entry locks it (class 1667720057): an uncommitted entry of
-    -- another user under that key is waited for and then seen, not collided with.
-    v_seq := 0;
-    loop
+    -- n whose key is free, found through the ledger's key index. Only this sweep posts
+    -- expire: keys (service_grant_credits refuses creditgate's prefixes), and it holds the
+    -- lot owner's lock, so a free key stays free until it commits: no key lock needed,
+    -- which keeps a sweep of thousands of lots out of the shared lock table.
+    v_seq := 1;
+    v_key := format('expire:%s:1', v_lot.id);
+    while exists (select 1 from creditgate.ledger as e where e.idempotency_key = v_key) loop
       v_seq := v_seq + 1;
       v_key := format('expire:%s:%s', v_lot.id, v_seq);
-      perform pg_catalog.pg_advisory_xact_lock(1667720057, pg_catalog.hashtext(v_key));
-      exit when not exists (select 1 from creditgate.ledger as e where e.idempotency_key = v_key);
     end loop;
     v_entry := creditgate_private.post_entry(
       v_lot.user_id, 'expire', v_remaining, v_key,

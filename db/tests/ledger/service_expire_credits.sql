@@ -7,7 +7,7 @@
 
 begin;
 set local client_min_messages = warning;
-select plan(22);
+select plan(21);
 
 insert into creditgate_private.settings (key, value) values ('signup_bonus', '0');
 select tests.create_user(p_id => '04000000-0000-4000-8000-000000000001');
@@ -78,14 +78,6 @@ select is(
   (select count(*) from creditgate.ledger where entry_type = 'expire'
      and user_id = '04000000-0000-4000-8000-000000000001'),
   2::bigint, 'one expire entry per lapsed lot'
-);
-select is(
-  (select count(*) from creditgate.ledger as e
-   inner join pg_locks as k
-     on k.locktype = 'advisory' and k.pid = pg_backend_pid() and k.granted
-    and k.classid = 1667720057 and k.objid = hashtext(e.idempotency_key)::oid
-   where e.entry_type = 'expire' and e.user_id = '04000000-0000-4000-8000-000000000001'),
-  2::bigint, 'the sweep holds the lock of each key it posts under, as find_entry does'
 );
 
 -- ---------------------------------------------------------------- batches

@@ -6,7 +6,7 @@
 
 begin;
 set local client_min_messages = warning;
-select plan(34);
+select plan(38);
 
 select tests.create_user(p_id => 'd1000000-0000-4000-8000-000000000001');  -- 1000 signup bonus
 select tests.create_user(p_id => 'd1000000-0000-4000-8000-000000000002');
@@ -180,6 +180,32 @@ select is(
 select is(
   (select count(*) from creditgate.ledger where idempotency_key = 'v-1'),
   0::bigint, 'no refused call posted anything'
+);
+-- creditgate's own key namespaces: a grant there could squat an entry owed later.
+select is(
+  tests.error_json($$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001',
+       5, 'grant', 'refund:' || gen_random_uuid()) $$),
+  jsonb_build_object('sqlstate', 'PT400', 'message', 'invalid_request', 'detail', jsonb_build_object(
+    'field', 'idempotency_key',
+    'reason', 'the prefixes signup:, stripe:, admin:, charge:, refund: and expire: are creditgate''s own')),
+  'a key in the refund: namespace is PT400 naming idempotency_key'
+);
+select is(
+  (select array_agg(p order by p) from unnest(array['signup', 'stripe', 'admin', 'charge', 'expire']) as p
+   where tests.error_json(format(
+     $$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001', 5, 'grant', %L) $$,
+     p || ':x')) ->> 'message' = 'invalid_request'),
+  array['admin', 'charge', 'expire', 'signup', 'stripe'],
+  'so are keys in the signup:, stripe:, admin:, charge: and expire: namespaces'
+);
+select is(
+  (select count(*) from creditgate.ledger where idempotency_key ~ '^[a-z]+:x$' or idempotency_key ~ '^refund:'),
+  0::bigint, 'none of them posted anything'
+);
+select is(
+  creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000002', 5, 'grant', 'my-refund:1')
+    ->> 'replayed',
+  'false', 'a prefix elsewhere in the key is the caller''s own'
 );
 
 -- ---------------------------------------------------------------- who may call
