@@ -214,7 +214,7 @@ def _generate(url: str, user: str, xff: str | None) -> httpx.Response:
 def _client_ip(db: dbutil.TestDatabase, generation_id: str) -> str:
     with owner(db) as conn:
         row = conn.execute(
-            "select host(client_ip) from creditgate.generations where id = %s", [generation_id]
+            "select host(client_ip) from tests.generations_full where id = %s", [generation_id]
         ).fetchone()
     assert row is not None
     return str(row[0])

@@ -123,8 +123,6 @@ declare
   v_hash text;
   v_existing_id uuid;
   v_existing_hash text;
-  v_existing_cost bigint;
-  v_existing_charge_key text;
   v_balance creditgate.balances;
   v_daily jsonb;
   v_ip inet;
@@ -153,10 +151,9 @@ begin
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
   end if;
 
-  select g.id, g.request_hash, g.cost, g.charge_key
-  into v_existing_id, v_existing_hash, v_existing_cost, v_existing_charge_key
-  from creditgate.generations as g
-  where g.user_id = v_user_id and g.idempotency_key = request_generation.idempotency_key;
+  select r.generation_id, r.request_hash into v_existing_id, v_existing_hash
+  from creditgate_private.generation_requests as r
+  where r.user_id = v_user_id and r.idempotency_key = request_generation.idempotency_key;
   if v_existing_id is not null then
     if v_existing_hash <> v_hash then
       perform creditgate_private.raise_error(
@@ -165,13 +162,16 @@ begin
       );
     end if;
     -- The original answer: the status it was created with and the balance its charge left.
-    return jsonb_build_object(
-      'generation_id', v_existing_id,
-      'status', 'queued',
-      'cost', v_existing_cost,
-      'balance', (select l.balance_after from creditgate.ledger as l
-                  where l.idempotency_key = v_existing_charge_key),
-      'replayed', true
+    return (
+      select jsonb_build_object(
+        'generation_id', v_existing_id,
+        'status', 'queued',
+        'cost', l.amount,
+        'balance', l.balance_after,
+        'replayed', true
+      )
+      from creditgate.ledger as l
+      where l.idempotency_key = 'charge:' || v_existing_id::text
     );
   end if;
 
@@ -192,12 +192,16 @@ begin
     jsonb_build_object('model_id', v_model.id, 'kind', v_model.kind), v_now
   );
   insert into creditgate.generations (
-    id, user_id, model_id, kind, status, params, cost, idempotency_key, request_hash,
-    charge_key, max_attempts, client_ip
+    id, user_id, model_id, kind, status, params, cost, idempotency_key, max_attempts
   ) values (
     v_generation_id, v_user_id, v_model.id, v_model.kind, 'queued', v_params, v_cost,
-    request_generation.idempotency_key, v_hash, 'charge:' || v_generation_id,
-    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3), v_ip
+    request_generation.idempotency_key,
+    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3)
+  );
+  insert into creditgate_private.generation_requests (
+    user_id, idempotency_key, generation_id, request_hash, client_ip
+  ) values (
+    v_user_id, request_generation.idempotency_key, v_generation_id, v_hash, v_ip
   );
   -- Wake the workers only if this job is the only one queued. A transaction that notified
   -- takes a database-wide lock at commit and holds it through the WAL flush, so notifying
