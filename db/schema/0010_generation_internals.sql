@@ -5,7 +5,9 @@
 -- request hash, the client address and the charge key. They move to two private tables,
 -- split by when they are written so that a request pays for one narrow insert only:
 --
--- * generation_requests, written by request_generation: the idempotency record. Its primary
+-- * generation_requests, written by request_generation: the idempotency record. Hashes
+--   recorded before this migration covered the normalized params; they are kept, marked
+--   'legacy:', so that a retry across the upgrade still matches (legacy_request_matches). Its primary
 --   key (user_id, idempotency_key) replaces the unique index generations had on the same
 --   pair, so a request still maintains the same number of index entries; the generation row
 --   is narrower, and loses two CHECK constraints that every insert and update re-planned.
@@ -65,7 +67,7 @@ comment on table creditgate_private.admin_grants is
 insert into creditgate_private.generation_requests (
   user_id, idempotency_key, generation_id, request_hash, client_ip
 )
-select g.user_id, g.idempotency_key, g.id, g.request_hash, g.client_ip
+select g.user_id, g.idempotency_key, g.id, 'legacy:' || g.request_hash, g.client_ip
 from creditgate.generations as g;
 
 insert into creditgate_private.generation_leases (
