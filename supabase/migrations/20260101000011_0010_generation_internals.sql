@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: schema/0010_generation_internals.sql sha256: 64039d4976a6d6d5a06abd0c8f8b4bad733c3ac53b2bf9322f8a885d007ced12
+-- creditgate generated migration; do not edit. source: schema/0010_generation_internals.sql sha256: 0589406491d71c94c6f1d0402eea459875c51a32862e36e7ab540f71cea1bb05
 
 -- Owners see their generations, not the machinery (DESIGN §3, amendments of turn 2).
 --
@@ -7,7 +7,9 @@
 -- request hash, the client address and the charge key. They move to two private tables,
 -- split by when they are written so that a request pays for one narrow insert only:
 --
--- * generation_requests, written by request_generation: the idempotency record. Its primary
+-- * generation_requests, written by request_generation: the idempotency record. Hashes
+--   recorded before this migration covered the normalized params; they are kept, marked
+--   'legacy:', so that a retry across the upgrade still matches (legacy_request_matches). Its primary
 --   key (user_id, idempotency_key) replaces the unique index generations had on the same
 --   pair, so a request still maintains the same number of index entries; the generation row
 --   is narrower, and loses two CHECK constraints that every insert and update re-planned.
@@ -67,7 +69,7 @@ comment on table creditgate_private.admin_grants is
 insert into creditgate_private.generation_requests (
   user_id, idempotency_key, generation_id, request_hash, client_ip
 )
-select g.user_id, g.idempotency_key, g.id, g.request_hash, g.client_ip
+select g.user_id, g.idempotency_key, g.id, 'legacy:' || g.request_hash, g.client_ip
 from creditgate.generations as g;
 
 insert into creditgate_private.generation_leases (
