@@ -53,7 +53,7 @@ declare
   v_columns text[] := array[
     'id', 'user_id', 'model_id', 'kind', 'status', 'params', 'cost', 'actual_cost',
     'idempotency_key', 'attempts', 'max_attempts', 'output', 'error', 'created_at',
-    'started_at', 'finished_at', 'updated_at'
+    'started_at', 'finished_at', 'updated_at', 'prices'
   ];
   v_published text[];
 begin

@@ -90,6 +90,23 @@ alter table creditgate.generations
   drop column client_ip,
   drop column charge_key;
 
+-- Prices are fixed at charge time (DESIGN §3): each generation keeps the model's prices it
+-- was charged at, and a settle that prices usage (chat tokens) uses them. Work still queued
+-- or running takes today's prices, the best record there is of what it was charged at.
+alter table creditgate.generations add column prices jsonb;
+comment on column creditgate.generations.prices is
+'The model''s prices this generation was charged at (price_base, price_per_*): settle prices usage with them.';
+update creditgate.generations as g
+set prices = jsonb_build_object(
+  'price_base', m.price_base,
+  'price_per_megapixel', m.price_per_megapixel,
+  'price_per_step', m.price_per_step,
+  'price_per_second', m.price_per_second,
+  'price_per_1k_tokens', m.price_per_1k_tokens
+)
+from creditgate.models as m
+where m.id = g.model_id and g.status in ('queued', 'running');
+
 insert into creditgate_private.admin_grants (ledger_id, admin_id, created_at)
 select l.id, (l.metadata ->> 'admin_id')::uuid, l.created_at
 from creditgate.ledger as l

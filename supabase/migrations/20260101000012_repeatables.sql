@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 54927cf78007ee03c6ce3dfd3181f9402858a1d31b8ac8ea09dc11dd1ba8c5c5
+-- creditgate generated migration; do not edit. source: repeatables sha256: 0a1c9532616fea42a6c2c736ac40562b222122a5e20a53a6aea53a1bc2c8585d
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -1252,11 +1252,19 @@ begin
     jsonb_build_object('model_id', v_model.id, 'kind', v_model.kind), v_now
   );
   insert into creditgate.generations (
-    id, user_id, model_id, kind, status, params, cost, idempotency_key, max_attempts
+    id, user_id, model_id, kind, status, params, cost, idempotency_key, max_attempts, prices
   ) values (
     v_generation_id, v_user_id, v_model.id, v_model.kind, 'queued', v_params, v_cost,
     request_generation.idempotency_key,
-    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3)
+    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3),
+    -- The prices charged: a settle that prices usage uses them, never today's.
+    jsonb_build_object(
+      'price_base', v_model.price_base,
+      'price_per_megapixel', v_model.price_per_megapixel,
+      'price_per_step', v_model.price_per_step,
+      'price_per_second', v_model.price_per_second,
+      'price_per_1k_tokens', v_model.price_per_1k_tokens
+    )
   );
   insert into creditgate_private.generation_requests (
     user_id, idempotency_key, generation_id, request_hash, client_ip
@@ -1842,7 +1850,8 @@ comment on function creditgate_private.settle_outcome(creditgate.generations, js
 'Validates a worker''s outcome strictly (PT400 naming the field) and normalizes it.';
 
 -- What a chat turn cost: the request's own price with max_tokens replaced by the output
--- tokens the provider reported, so the prompt is priced exactly as it was charged. Never
+-- tokens the provider reported, at the prices it was charged at (generations.prices, not
+-- the registry's current ones), so the prompt is priced exactly as it was charged. Never
 -- more than the charge. Pricing stays in SQL (price_params); the worker only reports usage.
 create or replace function creditgate_private.chat_actual_cost(
   p_generation creditgate.generations,
@@ -1859,6 +1868,9 @@ begin
   select m.* into v_model from creditgate.models as m where m.id = p_generation.model_id;
   if v_model.id is null or p_completion_tokens is null then
     return p_generation.cost;
+  end if;
+  if jsonb_typeof(p_generation.prices) = 'object' then
+    v_model := jsonb_populate_record(v_model, p_generation.prices);
   end if;
   v_params := p_generation.params || jsonb_build_object(
     'max_tokens', least(p_completion_tokens, coalesce((p_generation.params ->> 'max_tokens')::bigint, p_completion_tokens))
@@ -3885,7 +3897,7 @@ declare
   v_columns text[] := array[
     'id', 'user_id', 'model_id', 'kind', 'status', 'params', 'cost', 'actual_cost',
     'idempotency_key', 'attempts', 'max_attempts', 'output', 'error', 'created_at',
-    'started_at', 'finished_at', 'updated_at'
+    'started_at', 'finished_at', 'updated_at', 'prices'
   ];
   v_published text[];
 begin

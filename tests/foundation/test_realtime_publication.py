@@ -14,7 +14,7 @@ from tests.foundation.test_migrate import empty_db, run_cli  # noqa: F401  (fixt
 OWNER_VISIBLE = sorted([
     "id", "user_id", "model_id", "kind", "status", "params", "cost", "actual_cost",
     "idempotency_key", "attempts", "max_attempts", "output", "error", "created_at",
-    "started_at", "finished_at", "updated_at",
+    "started_at", "finished_at", "updated_at", "prices",
 ])
 MACHINERY = {
     "lease_owner", "lease_token", "lease_expires_at", "request_hash", "settle_result",

@@ -275,11 +275,19 @@ begin
     jsonb_build_object('model_id', v_model.id, 'kind', v_model.kind), v_now
   );
   insert into creditgate.generations (
-    id, user_id, model_id, kind, status, params, cost, idempotency_key, max_attempts
+    id, user_id, model_id, kind, status, params, cost, idempotency_key, max_attempts, prices
   ) values (
     v_generation_id, v_user_id, v_model.id, v_model.kind, 'queued', v_params, v_cost,
     request_generation.idempotency_key,
-    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3)
+    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3),
+    -- The prices charged: a settle that prices usage uses them, never today's.
+    jsonb_build_object(
+      'price_base', v_model.price_base,
+      'price_per_megapixel', v_model.price_per_megapixel,
+      'price_per_step', v_model.price_per_step,
+      'price_per_second', v_model.price_per_second,
+      'price_per_1k_tokens', v_model.price_per_1k_tokens
+    )
   );
   insert into creditgate_private.generation_requests (
     user_id, idempotency_key, generation_id, request_hash, client_ip

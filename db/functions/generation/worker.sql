@@ -545,7 +545,8 @@ comment on function creditgate_private.settle_outcome(creditgate.generations, js
 'Validates a worker''s outcome strictly (PT400 naming the field) and normalizes it.';
 
 -- What a chat turn cost: the request's own price with max_tokens replaced by the output
--- tokens the provider reported, so the prompt is priced exactly as it was charged. Never
+-- tokens the provider reported, at the prices it was charged at (generations.prices, not
+-- the registry's current ones), so the prompt is priced exactly as it was charged. Never
 -- more than the charge. Pricing stays in SQL (price_params); the worker only reports usage.
 create or replace function creditgate_private.chat_actual_cost(
   p_generation creditgate.generations,
@@ -562,6 +563,9 @@ begin
   select m.* into v_model from creditgate.models as m where m.id = p_generation.model_id;
   if v_model.id is null or p_completion_tokens is null then
     return p_generation.cost;
+  end if;
+  if jsonb_typeof(p_generation.prices) = 'object' then
+    v_model := jsonb_populate_record(v_model, p_generation.prices);
   end if;
   v_params := p_generation.params || jsonb_build_object(
     'max_tokens', least(p_completion_tokens, coalesce((p_generation.params ->> 'max_tokens')::bigint, p_completion_tokens))
