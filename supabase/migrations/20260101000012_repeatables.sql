@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 0a1c9532616fea42a6c2c736ac40562b222122a5e20a53a6aea53a1bc2c8585d
+-- creditgate generated migration; do not edit. source: repeatables sha256: 91c1d6c1b51b200708d50bfc81f425c9984d20a9417864221ce6e67bb33e1d5b
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -1305,13 +1305,14 @@ grant execute on function creditgate.request_generation(text, jsonb, text) to au
 -- ===== db/functions/generation/worker.sql =====
 -- The worker side of a generation's life: claim, heartbeat, settle, reap. service_role only.
 --
--- creditgate.service_claim_generations(worker_id, max_jobs = 1, lease_seconds = 120) -> jsonb
+-- creditgate.service_claim_generations(worker_id, max_jobs = 1, lease_seconds = null) -> jsonb
 --   Leases up to max_jobs queued generations, oldest first (FOR UPDATE SKIP LOCKED, so
 --   concurrent workers never get the same job). Each job carries its server-only route,
 --   resolved LoRA sources, the edit input and a fresh lease token.
+--   lease_seconds null (not given): setting lease_seconds (default 120).
 --   Errors: PT400 invalid_request (worker_id 1-100 chars, max_jobs 1-100, lease_seconds from 5
 --   to the max_lease_seconds setting, default 3600).
--- creditgate.service_heartbeat(generation_id, worker_id, lease_token, lease_seconds = 120)
+-- creditgate.service_heartbeat(generation_id, worker_id, lease_token, lease_seconds = null)
 --   -> jsonb {generation_id, lease_expires_at}
 --   Extends a live lease. Errors: PT400, PT404 not_found, PT409 lease_lost.
 -- creditgate.service_settle_generation(generation_id, worker_id, lease_token, outcome) -> jsonb
@@ -1369,6 +1370,24 @@ end
 $$;
 comment on function creditgate_private.check_worker_id(text) is
 'Worker ids name the lease holder in logs and provider_calls: 1-100 printable characters.';
+
+create or replace function creditgate_private.default_lease_seconds()
+returns integer
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_value jsonb := creditgate_private.setting('lease_seconds');
+begin
+  if creditgate_private.json_is_int(v_value, 5, 86400) then
+    return (v_value #>> '{}')::integer;
+  end if;
+  return 120;
+end
+$$;
+comment on function creditgate_private.default_lease_seconds() is
+'The lease a claim or heartbeat gets when the worker names none: setting lease_seconds (default 120).';
 
 create or replace function creditgate_private.check_lease_seconds(p_lease_seconds integer)
 returns void
@@ -1461,7 +1480,7 @@ comment on function creditgate_private.job_json(creditgate.generations) is
 create or replace function creditgate.service_claim_generations(
   worker_id text,
   max_jobs integer default 1,
-  lease_seconds integer default 120
+  lease_seconds integer default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -1469,13 +1488,16 @@ set search_path = ''
 as $$
 declare
   v_ids uuid[];
+  v_lease_seconds integer := coalesce(
+    service_claim_generations.lease_seconds, creditgate_private.default_lease_seconds()
+  );
 begin
   perform creditgate_private.check_worker_id(service_claim_generations.worker_id);
   if service_claim_generations.max_jobs is null
      or service_claim_generations.max_jobs not between 1 and 100 then
     perform creditgate_private.invalid('max_jobs', 'between 1 and 100');
   end if;
-  perform creditgate_private.check_lease_seconds(service_claim_generations.lease_seconds);
+  perform creditgate_private.check_lease_seconds(v_lease_seconds);
 
   with picked as (
     select g.id
@@ -1505,7 +1527,7 @@ begin
       c.id,
       service_claim_generations.worker_id,
       gen_random_uuid(),
-      now() + make_interval(secs => service_claim_generations.lease_seconds)
+      now() + make_interval(secs => v_lease_seconds)
     from claimed as c
     on conflict (generation_id) do update
       set lease_owner = excluded.lease_owner,
@@ -1531,7 +1553,7 @@ create or replace function creditgate.service_heartbeat(
   generation_id uuid,
   worker_id text,
   lease_token text,
-  lease_seconds integer default 120
+  lease_seconds integer default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -1542,11 +1564,14 @@ declare
   v_generation creditgate.generations;
   v_lease creditgate_private.generation_leases;
   v_expires_at timestamptz;
+  v_lease_seconds integer := coalesce(
+    service_heartbeat.lease_seconds, creditgate_private.default_lease_seconds()
+  );
 begin
   v_token := creditgate_private.check_lease_args(
     service_heartbeat.generation_id, service_heartbeat.worker_id, service_heartbeat.lease_token
   );
-  perform creditgate_private.check_lease_seconds(service_heartbeat.lease_seconds);
+  perform creditgate_private.check_lease_seconds(v_lease_seconds);
 
   -- The generation row's lock guards its lease row (every writer of a lease holds it).
   select g.* into v_generation
@@ -1571,7 +1596,7 @@ begin
   end if;
 
   update creditgate_private.generation_leases as l
-  set lease_expires_at = now() + make_interval(secs => service_heartbeat.lease_seconds)
+  set lease_expires_at = now() + make_interval(secs => v_lease_seconds)
   where l.generation_id = v_generation.id
   returning l.lease_expires_at into v_expires_at;
   return jsonb_build_object('generation_id', v_generation.id, 'lease_expires_at', v_expires_at);
@@ -1673,6 +1698,7 @@ declare
   v_retryable boolean := false;
   v_actual_cost bigint;
   v_media jsonb := '[]'::jsonb;
+  v_media_in jsonb;
   v_item jsonb;
   v_index integer := 0;
   v_field text;
@@ -1717,24 +1743,26 @@ begin
     perform creditgate_private.invalid('outcome.actual_cost', 'only for a succeeded outcome');
   end if;
 
-  -- Media: files the worker already uploaded under media/<generation_id>/.
+  -- Media: files the worker already uploaded under media/<generation_id>/. Absent and
+  -- JSON null both mean none (as for every other optional field).
   if coalesce(jsonb_typeof(v_outcome -> 'media'), 'null') not in ('array', 'null') then
     perform creditgate_private.invalid('outcome.media', 'must be an array');
   end if;
-  if jsonb_array_length(coalesce(v_outcome -> 'media', '[]')) > 0 then
+  v_media_in := case jsonb_typeof(v_outcome -> 'media') when 'array' then v_outcome -> 'media' else '[]'::jsonb end;
+  if jsonb_array_length(v_media_in) > 0 then
     if v_status <> 'succeeded' then
       perform creditgate_private.invalid('outcome.media', 'only for a succeeded outcome');
     end if;
     if p_generation.kind = 'chat' then
       perform creditgate_private.invalid('outcome.media', 'chat generations produce no media');
     end if;
-    if jsonb_array_length(v_outcome -> 'media') > 16 then
+    if jsonb_array_length(v_media_in) > 16 then
       perform creditgate_private.invalid('outcome.media', 'at most 16 items');
     end if;
   end if;
   -- As media_storage_key_check, and the file name may not start with a dot ('..', '.env').
   v_key_pattern := '^media/' || p_generation.id::text || '/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$';
-  for v_item in select e from jsonb_array_elements(coalesce(v_outcome -> 'media', '[]')) as e loop
+  for v_item in select e from jsonb_array_elements(v_media_in) as e loop
     v_field := format('outcome.media[%s]', v_index);
     perform creditgate_private.outcome_object(
       v_item, v_field,
@@ -1991,7 +2019,7 @@ begin
     if v_actual_cost is null and v_generation.kind = 'chat'
        and jsonb_typeof(v_outcome #> '{output,usage,completion_tokens}') = 'number' then
       v_actual_cost := creditgate_private.chat_actual_cost(
-        v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::bigint
+        v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::numeric::bigint
       );
     end if;
     v_actual_cost := coalesce(v_actual_cost, v_generation.cost);
@@ -2007,9 +2035,10 @@ begin
         (e.n - 1)::integer,
         e.item ->> 'storage_key',
         e.item ->> 'content_type',
-        (e.item ->> 'bytes')::bigint,
-        (e.item ->> 'width')::integer,
-        (e.item ->> 'height')::integer,
+        -- Validated whole numbers, which JSON may spell 2048.0: through numeric.
+        (e.item ->> 'bytes')::numeric::bigint,
+        (e.item ->> 'width')::numeric::integer,
+        (e.item ->> 'height')::numeric::integer,
         (e.item ->> 'duration_seconds')::numeric,
         now() + v_ttl
       from jsonb_array_elements(v_outcome -> 'media') with ordinality as e (item, n)
@@ -2172,6 +2201,7 @@ grant execute on function creditgate.service_reap_expired_leases(timestamptz) to
 revoke all on function creditgate_private.check_lease_args(uuid, text, text) from public, anon, authenticated;
 revoke all on function creditgate_private.check_worker_id(text) from public, anon, authenticated;
 revoke all on function creditgate_private.check_lease_seconds(integer) from public, anon, authenticated;
+revoke all on function creditgate_private.default_lease_seconds() from public, anon, authenticated;
 revoke all on function creditgate_private.job_json(creditgate.generations) from public, anon, authenticated;
 revoke all on function creditgate_private.outcome_integer(jsonb, text, bigint, bigint) from public, anon, authenticated;
 revoke all on function creditgate_private.outcome_text(jsonb, text, integer) from public, anon, authenticated;
