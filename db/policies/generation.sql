@@ -56,6 +56,7 @@ declare
     'started_at', 'finished_at', 'updated_at', 'prices'
   ];
   v_published text[];
+  v_listed boolean;
 begin
   if not exists (
     select 1 from pg_catalog.pg_publication
@@ -63,13 +64,18 @@ begin
   ) then
     return;
   end if;
-  select t.attnames::text[] into v_published
-  from pg_catalog.pg_publication_tables as t
-  where t.pubname = 'supabase_realtime' and t.schemaname = 'creditgate' and t.tablename = 'generations';
-  if v_published @> v_columns and v_published <@ v_columns then
-    return;
-  end if;
-  if v_published is not null then
+  -- prattrs is null when the table is published whole (no column list).
+  select pr.prattrs is not null,
+    (select array_agg(a.attname::text) from pg_catalog.pg_attribute as a
+     where a.attrelid = pr.prrelid and a.attnum = any(pr.prattrs::int2 []))
+  into v_listed, v_published
+  from pg_catalog.pg_publication_rel as pr
+  inner join pg_catalog.pg_publication as p on p.oid = pr.prpubid
+  where p.pubname = 'supabase_realtime' and pr.prrelid = 'creditgate.generations'::regclass;
+  if found then
+    if v_listed and v_published @> v_columns and v_published <@ v_columns then
+      return;
+    end if;
     alter publication supabase_realtime drop table creditgate.generations;
   end if;
   execute format(

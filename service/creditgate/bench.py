@@ -555,7 +555,7 @@ def _as_user(conn: psycopg.Connection, user_id: str) -> None:
         " set_config('request.headers', %s, true)",
         [
             json.dumps({"sub": user_id, "role": "authenticated", "aud": "authenticated"}),
-            json.dumps({"x-forwarded-for": "198.51.100.1"}),
+            json.dumps({"x-forwarded-for": "198.51.100.1", "cf-connecting-ip": "198.51.100.1"}),
         ],
     )
 
@@ -616,8 +616,9 @@ AS_USER_SCRIPT = """\
 select set_config('role', 'authenticated', true),
   set_config('request.jwt.claims', json_build_object('sub', u.user_id, 'role', 'authenticated',
     'aud', 'authenticated')::text, true),
-  set_config('request.headers', json_build_object('x-forwarded-for',
-    '198.51.100.' || (:n % 250 + 1))::text, true)
+  set_config('request.headers', json_build_object(
+    'x-forwarded-for', '198.51.100.' || (:n % 250 + 1),
+    'cf-connecting-ip', '198.51.100.' || (:n % 250 + 1))::text, true)
   from bench.users as u where u.n = :n;
 """
 REQUEST_SCRIPT = (
