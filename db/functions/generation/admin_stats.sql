@@ -42,7 +42,7 @@ begin
     select
       g.id, g.model_id, g.kind, g.status, g.created_at,
       g.cost - coalesce((
-        select sum(r.amount) from creditgate.ledger as r where r.charge_key = g.charge_key
+        select sum(r.amount) from creditgate.ledger as r where r.charge_key = 'charge:' || g.id::text
       ), 0) as credits
     from creditgate.generations as g
     where g.created_at >= admin_stats.since

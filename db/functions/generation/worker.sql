@@ -108,8 +108,8 @@ as $$
     'params', p_generation.params,
     'attempt', p_generation.attempts,
     'max_attempts', p_generation.max_attempts,
-    'lease_token', p_generation.lease_token,
-    'lease_expires_at', p_generation.lease_expires_at,
+    'lease_token', l.lease_token,
+    'lease_expires_at', l.lease_expires_at,
     'cost', p_generation.cost,
     'route', (
       select jsonb_build_object(
@@ -152,7 +152,9 @@ as $$
         and m.user_id = p_generation.user_id
         and m.purged_at is null
     ) end
-  );
+  )
+  from creditgate_private.generation_leases as l
+  where l.generation_id = p_generation.id;
 $$;
 comment on function creditgate_private.job_json(creditgate.generations) is
 'A claimed job for the worker: params, lease, route, resolved LoRA sources, edit input media.';
@@ -188,16 +190,31 @@ begin
     update creditgate.generations as g
     set status = 'running',
       attempts = g.attempts + 1,
-      lease_owner = service_claim_generations.worker_id,
-      lease_token = gen_random_uuid(),
-      lease_expires_at = now() + make_interval(secs => service_claim_generations.lease_seconds),
       started_at = now(),
       updated_at = now()
     from picked as p
     where g.id = p.id
     returning g.id
+  ),
+  -- One lease row per generation, reused by each attempt (a replayed settle of an earlier
+  -- attempt still finds its result: settled_lease_token is kept).
+  leased as (
+    insert into creditgate_private.generation_leases as l (
+      generation_id, lease_owner, lease_token, lease_expires_at
+    )
+    select
+      c.id,
+      service_claim_generations.worker_id,
+      gen_random_uuid(),
+      now() + make_interval(secs => service_claim_generations.lease_seconds)
+    from claimed as c
+    on conflict (generation_id) do update
+      set lease_owner = excluded.lease_owner,
+        lease_token = excluded.lease_token,
+        lease_expires_at = excluded.lease_expires_at
+    returning l.generation_id
   )
-  select array_agg(c.id) into v_ids from claimed as c;
+  select array_agg(l.generation_id) into v_ids from leased as l;
 
   return coalesce((
     select jsonb_agg(creditgate_private.job_json(g) order by g.created_at, g.id)
@@ -224,6 +241,7 @@ as $$
 declare
   v_token uuid;
   v_generation creditgate.generations;
+  v_lease creditgate_private.generation_leases;
   v_expires_at timestamptz;
 begin
   v_token := creditgate_private.check_lease_args(
@@ -231,6 +249,7 @@ begin
   );
   perform creditgate_private.check_lease_seconds(service_heartbeat.lease_seconds);
 
+  -- The generation row's lock guards its lease row (every writer of a lease holds it).
   select g.* into v_generation
   from creditgate.generations as g
   where g.id = service_heartbeat.generation_id
@@ -238,22 +257,24 @@ begin
   if not found then
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'generation'));
   end if;
+  select l.* into v_lease
+  from creditgate_private.generation_leases as l
+  where l.generation_id = v_generation.id;
   -- An expired lease is lost even before the reaper runs: the job may be re-queued any time.
   if v_generation.status <> 'running'
-     or v_generation.lease_owner is distinct from service_heartbeat.worker_id
-     or v_generation.lease_token is distinct from v_token
-     or v_generation.lease_expires_at <= now() then
+     or v_lease.lease_owner is distinct from service_heartbeat.worker_id
+     or v_lease.lease_token is distinct from v_token
+     or v_lease.lease_expires_at <= now() then
     perform creditgate_private.raise_error(
       'lease_lost',
       jsonb_build_object('generation_id', v_generation.id, 'status', v_generation.status)
     );
   end if;
 
-  update creditgate.generations as g
-  set lease_expires_at = now() + make_interval(secs => service_heartbeat.lease_seconds),
-    updated_at = now()
-  where g.id = v_generation.id
-  returning g.lease_expires_at into v_expires_at;
+  update creditgate_private.generation_leases as l
+  set lease_expires_at = now() + make_interval(secs => service_heartbeat.lease_seconds)
+  where l.generation_id = v_generation.id
+  returning l.lease_expires_at into v_expires_at;
   return jsonb_build_object('generation_id', v_generation.id, 'lease_expires_at', v_expires_at);
 end
 $$;
@@ -592,6 +613,8 @@ as $$
 declare
   v_token uuid;
   v_generation creditgate.generations;
+  v_lease creditgate_private.generation_leases;
+  v_charge_key text;
   v_outcome jsonb;
   v_status text;
   v_actual_cost bigint;
@@ -621,14 +644,17 @@ begin
   from creditgate.generations as g
   where g.id = service_settle_generation.generation_id
   for update;
+  select l.* into v_lease
+  from creditgate_private.generation_leases as l
+  where l.generation_id = v_generation.id;
 
   -- Replay of a settle that already took effect under this lease: first settle wins.
-  if v_generation.settled_lease_token = v_token then
-    return v_generation.settle_result;
+  if v_lease.settled_lease_token = v_token then
+    return v_lease.settle_result;
   end if;
   if v_generation.status <> 'running'
-     or v_generation.lease_owner is distinct from service_settle_generation.worker_id
-     or v_generation.lease_token is distinct from v_token then
+     or v_lease.lease_owner is distinct from service_settle_generation.worker_id
+     or v_lease.lease_token is distinct from v_token then
     perform creditgate_private.raise_error(
       'lease_lost',
       jsonb_build_object('generation_id', v_generation.id, 'status', v_generation.status)
@@ -640,6 +666,7 @@ begin
   -- Read under the balance lock, which the account's deletion holds until it commits.
   v_deleted := creditgate_private.user_deleted(v_generation.user_id);
   v_status := v_outcome ->> 'status';
+  v_charge_key := 'charge:' || v_generation.id::text;
   insert into creditgate_private.provider_calls (
     generation_id, attempt, worker_id, provider, http_status, latency_ms, outcome,
     error_code, error_message, lease_token
@@ -702,7 +729,7 @@ begin
     from inserted as i;
     if v_actual_cost < v_generation.cost then
       v_refunded := (creditgate_private.refund_credits(
-        v_generation.user_id, v_generation.charge_key, v_generation.cost - v_actual_cost,
+        v_generation.user_id, v_charge_key, v_generation.cost - v_actual_cost,
         'refund:' || v_generation.id::text, 'generation cost less than charged',
         jsonb_build_object('generation_id', v_generation.id, 'actual_cost', v_actual_cost)
       ) ->> 'refunded')::bigint;
@@ -714,7 +741,7 @@ begin
   else
     v_actual_cost := 0;
     v_refunded := (creditgate_private.refund_credits(
-      v_generation.user_id, v_generation.charge_key, v_generation.cost,
+      v_generation.user_id, v_charge_key, v_generation.cost,
       'refund:' || v_generation.id::text, 'generation failed',
       -- The code only: the ledger is append-only, so no provider text (which may echo the
       -- prompt) may go there; it could never be erased.
@@ -746,14 +773,16 @@ begin
       when not v_deleted then nullif(v_outcome -> 'error', 'null'::jsonb)
       when v_outcome ? 'error' then jsonb_build_object('code', v_outcome #> '{error,code}')
     end,
-    lease_owner = null,
-    lease_token = null,
-    lease_expires_at = null,
     finished_at = case when v_requeued then null else now() end,
-    settle_result = v_result,
-    settled_lease_token = v_token,
     updated_at = now()
   where g.id = v_generation.id;
+  update creditgate_private.generation_leases as l
+  set lease_owner = null,
+    lease_token = null,
+    lease_expires_at = null,
+    settle_result = v_result,
+    settled_lease_token = v_token
+  where l.generation_id = v_generation.id;
   if v_requeued then
     perform pg_notify('creditgate_generations', v_generation.id::text);
   else
@@ -778,6 +807,7 @@ declare
   v_candidate record;
   v_user_id uuid;
   v_generation creditgate.generations;
+  v_lease creditgate_private.generation_leases;
   v_error jsonb;
   v_requeued integer := 0;
   v_failed integer := 0;
@@ -790,8 +820,9 @@ begin
   end if;
   for v_candidate in
     select g.id, g.user_id
-    from creditgate.generations as g
-    where g.status = 'running' and g.lease_expires_at <= service_reap_expired_leases.now
+    from creditgate_private.generation_leases as l
+    join creditgate.generations as g on g.id = l.generation_id
+    where l.lease_expires_at <= service_reap_expired_leases.now and g.status = 'running'
     order by g.user_id, g.id
   loop
     if v_user_id is distinct from v_candidate.user_id then
@@ -803,8 +834,11 @@ begin
     from creditgate.generations as g
     where g.id = v_candidate.id
     for update;
+    select l.* into v_lease
+    from creditgate_private.generation_leases as l
+    where l.generation_id = v_generation.id;
     continue when v_generation.status <> 'running'
-      or v_generation.lease_expires_at > service_reap_expired_leases.now;
+      or v_lease.lease_expires_at > service_reap_expired_leases.now;
 
     v_error := jsonb_build_object(
       'code', 'lease_expired',
@@ -815,21 +849,21 @@ begin
     ) values (
       v_generation.id,
       v_generation.attempts,
-      v_generation.lease_owner,
+      v_lease.lease_owner,
       (select r.provider from creditgate_private.model_routes as r where r.model_id = v_generation.model_id),
       'lease_expired',
       v_error ->> 'code',
       v_error ->> 'message',
-      v_generation.lease_token
+      v_lease.lease_token
     );
+    update creditgate_private.generation_leases as l
+    set lease_owner = null, lease_token = null, lease_expires_at = null
+    where l.generation_id = v_generation.id;
     -- A deleted account's job never runs again (its params are erased).
     v_deleted := creditgate_private.user_deleted(v_generation.user_id);
     if v_generation.attempts < v_generation.max_attempts and not v_deleted then
       update creditgate.generations as g
       set status = 'queued',
-        lease_owner = null,
-        lease_token = null,
-        lease_expires_at = null,
         error = v_error,
         updated_at = pg_catalog.now()
       where g.id = v_generation.id;
@@ -839,16 +873,13 @@ begin
       update creditgate.generations as g
       set status = 'failed',
         actual_cost = 0,
-        lease_owner = null,
-        lease_token = null,
-        lease_expires_at = null,
         error = v_error,
         finished_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
       where g.id = v_generation.id;
       perform pg_notify('creditgate_generation_settled', v_generation.id::text);
       v_refund := (creditgate_private.refund_credits(
-        v_generation.user_id, v_generation.charge_key, v_generation.cost,
+        v_generation.user_id, 'charge:' || v_generation.id::text, v_generation.cost,
         'refund:' || v_generation.id::text, 'generation failed: worker lease expired',
         jsonb_build_object('generation_id', v_generation.id, 'error', v_error)
       ) ->> 'refunded')::bigint;

@@ -10,8 +10,9 @@
 --   deleted twice) gets a unique suffix, so a delete is never refused.
 -- creditgate_private.erase_generations(p_user_id, p_generation_id) -> void
 --   Erases what is personal from the user's generations (all of them, or one): params,
---   output, error texts (the code stays), the media list of the settle result, and the
---   provider's error texts in provider_calls. Status, costs and keys stay.
+--   output, error texts (the code stays); the client address and request hash of their
+--   request records; the media list of their settle results; the provider's error texts
+--   in provider_calls. Status, costs and keys stay.
 -- creditgate_private.tg_users__after_delete(): AFTER DELETE on auth.users.
 --   In the deleting transaction, under the user's balance lock: records the deletion,
 --   drops admin rights and the user's rate-limit counters, cancels and refunds queued work
@@ -103,15 +104,22 @@ begin
   update creditgate.generations as g
   set params = '{}'::jsonb,
     output = null,
-    error = nullif(jsonb_strip_nulls(jsonb_build_object('code', g.error -> 'code')), '{}'::jsonb),
-    client_ip = null,
-    request_hash = 'erased',
-    settle_result = case
-      when g.settle_result ? 'media' then jsonb_set(g.settle_result, '{media}', '[]'::jsonb)
-      else g.settle_result
-    end
+    error = nullif(jsonb_strip_nulls(jsonb_build_object('code', g.error -> 'code')), '{}'::jsonb)
   where g.user_id = p_user_id
     and (p_generation_id is null or g.id = p_generation_id);
+  -- The request record: the client's address, and the hash of what it sent (a hash of the
+  -- prompt would confirm a guess of it). The key stays, so the record still names the row.
+  update creditgate_private.generation_requests as r
+  set client_ip = null, request_hash = 'erased'
+  where r.user_id = p_user_id
+    and (p_generation_id is null or r.generation_id = p_generation_id);
+  update creditgate_private.generation_leases as l
+  set settle_result = jsonb_set(l.settle_result, '{media}', '[]'::jsonb)
+  where l.settle_result ? 'media'
+    and l.generation_id in (
+      select g.id from creditgate.generations as g
+      where g.user_id = p_user_id and (p_generation_id is null or g.id = p_generation_id)
+    );
   update creditgate_private.provider_calls as c
   set error_message = null
   where c.error_message is not null
@@ -158,7 +166,7 @@ begin
     where g.id = v_generation.id;
     perform pg_notify('creditgate_generation_settled', v_generation.id::text);
     perform creditgate_private.refund_credits(
-      old.id, v_generation.charge_key, v_generation.cost, 'refund:' || v_generation.id::text,
+      old.id, 'charge:' || v_generation.id::text, v_generation.cost, 'refund:' || v_generation.id::text,
       'canceled: account deleted', jsonb_build_object('generation_id', v_generation.id)
     );
   end loop;

@@ -10,7 +10,7 @@ select tests.create_user() as poor \gset
 select tests.media_for(:'u') as own_media \gset
 select tests.media_for(:'other') as other_media \gset
 
-select tests.as_user(:'u', '198.51.100.23, 10.0.0.1');
+select tests.as_user(:'u', '198.51.100.23');
 select creditgate.request_generation('img-test', '{"prompt": " a cat "}', 'req-1') as first \gset
 
 select is((:'first'::jsonb) - 'generation_id',
@@ -26,10 +26,10 @@ select is(g.params,
   'the normalized params are stored') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
 select is(g.cost::bigint, 33::bigint, 'the cost is stored') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
 select is(g.kind, 'image', 'the kind is copied from the model') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
-select is(g.charge_key, 'charge:' || g.id, 'the charge key is charge:<id>') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
-select is(g.max_attempts, 3, 'max_attempts comes from the setting') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
-select is(g.client_ip, '198.51.100.23'::inet, 'the client IP is the first x-forwarded-for entry') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
-select is(g.idempotency_key, 'req-1', 'the idempotency key is stored') from creditgate.generations as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
+select is(g.charge_key, 'charge:' || g.id, 'the charge key is charge:<id>') from tests.generations_full as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
+select is(g.max_attempts, 3, 'max_attempts comes from the setting') from tests.generations_full as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
+select is(g.client_ip, '198.51.100.23'::inet, 'the client IP (cf-connecting-ip) is kept server-side') from tests.generations_full as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
+select is(g.idempotency_key, 'req-1', 'the idempotency key is stored') from tests.generations_full as g where g.id = (:'first'::jsonb ->> 'generation_id')::uuid;
 select is(
   (select count(*)::integer from creditgate.ledger as l
    where l.generation_id = (:'first'::jsonb ->> 'generation_id')::uuid and l.entry_type = 'spend'

@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: schema/0012_account_deletion.sql sha256: 246f90fc1a0d460d272d66a445cb67a86f2dfdf9bfd00b4bc282e23c519614fd
+-- creditgate generated migration; do not edit. source: schema/0012_account_deletion.sql sha256: bb032adb8729e3284962da3284a9ad43557a828facc1ae8d599c713ea61929e9
 
 -- Accounts can be deleted (DESIGN §3, amendments: issue 17 item 6).
 --
@@ -41,3 +41,28 @@ create table creditgate_private.media_purges (
 comment on table creditgate_private.media_purges is
 'Files of erased media rows (deleted accounts), waiting for the purge sweep to delete them from storage.';
 create index media_purges_queued_at_idx on creditgate_private.media_purges (queued_at, media_id);
+
+-- Refunds of failed generations stored the provider's error in ledger.metadata, message
+-- included; a message may echo the prompt, and the append-only ledger could never erase it
+-- when the account is deleted. From now on only the error code is stored there
+-- (service_settle_generation); existing entries lose the message, once, here. The ledger
+-- refuses updates (trigger): this one-off change is made by the table's owner inside this
+-- migration's transaction, as 0010 did for the granting admin's id.
+do $$
+declare
+  v_guarded boolean := exists (
+    select 1 from pg_catalog.pg_trigger
+    where tgrelid = 'creditgate.ledger'::regclass and tgname = 'ledger_refuse_update_delete'
+  );
+begin
+  if v_guarded then
+    alter table creditgate.ledger disable trigger ledger_refuse_update_delete;
+  end if;
+  update creditgate.ledger as l
+  set metadata = l.metadata #- '{error,message}'
+  where l.entry_type = 'refund' and l.metadata -> 'error' ? 'message';
+  if v_guarded then
+    alter table creditgate.ledger enable trigger ledger_refuse_update_delete;
+  end if;
+end
+$$;
