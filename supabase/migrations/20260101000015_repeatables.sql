@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 97bfefba786a58aa05f75d77c5bf8d855e3cf1f1a4a8f0bc95ad7bda04f71e92
+-- creditgate generated migration; do not edit. source: repeatables sha256: 31872471ef29162e57662009cdef8c225c37232736f62af854b466c37dad1da1
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -2909,10 +2909,10 @@ begin
   -- creditgate's own keys are posted by creditgate alone. A grant under one would squat
   -- an entry creditgate owes later: a generation's refund (refund:<id>) would then fail
   -- with PT409 forever, a lot's expiry or a Stripe event's credits likewise.
-  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire):' then
+  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire|forfeit):' then
     perform creditgate_private.invalid(
       'idempotency_key',
-      'the prefixes signup:, stripe:, admin:, charge:, refund: and expire: are creditgate''s own'
+      'the prefixes signup:, stripe:, admin:, charge:, refund:, expire: and forfeit: are creditgate''s own'
     );
   end if;
   return creditgate_private.grant_credits(
