@@ -2,7 +2,9 @@
 
 The user's auth.users row is deleted as ``supabase_auth_admin``, on its own connection, as
 GoTrue does. Then: the deleted user's still-valid JWT gets a clean 401 or 404 (never a 500)
-on every route of the API, and ``creditgate cleanup`` deletes the user's stored files.
+on every route of the API; ``creditgate cleanup`` deletes the user's stored files; a job
+the real worker is running at the provider when the user is deleted settles afterwards,
+keeps nothing personal, and its uploaded file is purged too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ import psycopg
 import pytest
 
 from creditgate.api.routes import OPERATIONS
+from creditgate.cleanup import purge_expired_media
+from creditgate.db import Database
 from creditgate.storage import LocalStorage
 from tests import dbutil
+from tests.fakes import FakeA1111
 from tests.service.apiutil import (
     auth,
     create_user,
@@ -32,6 +37,7 @@ from tests.service.apiutil import (
     seed_models,
     settings_for,
 )
+from tests.service.test_worker import SECRET, generation, harness, media_rows, new_user, seed
 
 SIGNING = "deletion-test-signing-secret-0123456789abcdef"
 
@@ -198,4 +204,45 @@ def test_cleanup_purges_a_deleted_users_files(db: dbutil.TestDatabase, tmp_path:
     )
     assert again.returncode == 0, again.stderr
     assert "purged 0 media file(s)" in again.stdout
+    audit_ok(db)
+
+
+def test_a_running_job_settles_after_the_deletion_and_its_file_is_purged(
+    db: dbutil.TestDatabase, tmp_path: Path
+) -> None:
+    with FakeA1111(keys={SECRET}, hang_seconds=2.0) as fake:
+        seed(db, fake.url)
+        user_id = new_user(db)
+
+        async def scenario() -> tuple[str, list[str], LocalStorage]:
+            async with harness(db, tmp_path, worker_concurrency=1) as h:
+                requested = await h.request(user_id, "img-test", {"prompt": "PRIVATE-E2E"})
+                gid = str(requested["generation_id"])
+                await h.wait_status(gid, {"running"})  # now waiting at the provider
+                await asyncio.to_thread(delete_as_gotrue, db, user_id)
+                await h.wait_status(gid, {"succeeded", "failed"}, seconds=20)
+                return gid, h.stored_files(), h.storage
+
+        gid, files, storage = asyncio.run(scenario())
+
+    row = generation(db, gid)
+    assert row["status"] == "succeeded" and row["cost"] == 33
+    assert row["params"] == {} and row["output"] is None
+    assert media_rows(db, gid) == []
+    assert len(files) == 1 and files[0].startswith(f"media/{gid}/"), files
+    assert scalar(
+        db, "select count(*) from creditgate_private.media_purges where storage_key = %s", [files[0]]
+    ) == 1
+    assert scalar(db, "select balance from creditgate.balances where user_id = %s", [user_id]) == 0
+
+    async def purge() -> int:
+        database = Database(db.api_url, min_size=1, max_size=2)
+        await database.open()
+        try:
+            return (await purge_expired_media(database, storage)).purged
+        finally:
+            await database.close()
+
+    assert asyncio.run(purge()) == 1
+    assert not (storage.root / files[0]).exists()
     audit_ok(db)
