@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 31872471ef29162e57662009cdef8c225c37232736f62af854b466c37dad1da1
+-- creditgate generated migration; do not edit. source: repeatables sha256: 536e9dce7da343b9e122832358007cda786dc7c45d7f2c20c5cc859ac7f84f6d
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -76,7 +76,7 @@ grant execute on function creditgate.admin_set_model_enabled(text, boolean) to a
 --    generations: {total, by_status: {status: n}, by_kind: {kind: n},
 --                  by_model: {model_id: {count, succeeded, failed, credits}},
 --                  by_day: [{day, count, succeeded, failed}]},
---    credits: {granted, spent, refunded, expired, clawed_back, net_spent},
+--    credits: {granted, spent, refunded, expired, clawed_back, forfeited, net_spent},
 --    providers: [{provider, calls, failures, failure_rate, p50_latency_ms}]}
 --   Everything counts activity at or after `since`; days are UTC. `credits` per model is
 --   what its generations finally cost (cost - refunds). Provider failures are every
@@ -165,6 +165,7 @@ begin
     'refunded', coalesce(sum(l.amount) filter (where l.entry_type = 'refund'), 0),
     'expired', coalesce(sum(l.amount) filter (where l.entry_type = 'expire'), 0),
     'clawed_back', coalesce(sum(l.amount) filter (where l.entry_type = 'clawback'), 0),
+    'forfeited', coalesce(sum(l.amount) filter (where l.entry_type = 'forfeit'), 0),
     'net_spent', coalesce(sum(l.amount) filter (where l.entry_type = 'spend'), 0)
       - coalesce(sum(l.amount) filter (where l.entry_type = 'refund'), 0)
   ) into v_credits

@@ -12,7 +12,7 @@
 
 begin;
 set local client_min_messages = warning;
-select plan(51);
+select plan(52);
 
 select tests.worker_models();
 
@@ -376,6 +376,15 @@ select is(
   (select count(*) from creditgate.ledger where user_id = '17060000-0000-4000-8000-000000000003'),
   0::bigint, 'with no forfeit entry (nothing to forfeit)'
 );
+
+select tests.create_user(p_id => '17060000-0000-4000-8000-0000000000ad');
+select tests.make_admin('17060000-0000-4000-8000-0000000000ad');
+select tests.as_user('17060000-0000-4000-8000-0000000000ad');
+select is(
+  creditgate.admin_stats() #> '{credits,forfeited}', '1457'::jsonb,
+  'admin_stats reports the forfeited credits (1368 at the delete, 23 + 33 + 33 refunded later)'
+);
+select tests.as_owner();
 
 select tests.as_service();
 select is((creditgate.audit() ->> 'ok')::boolean, true, 'the audit is clean');
