@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 536e9dce7da343b9e122832358007cda786dc7c45d7f2c20c5cc859ac7f84f6d
+-- creditgate generated migration; do not edit. source: repeatables sha256: 9ff29f10204d0b2d0bf7d2e1a4621bbba52d80da3cce3f64c456ae9161ccc9e4
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -3009,8 +3009,9 @@ begin
   if v_user_id is null then
     perform creditgate_private.raise_error('not_authenticated');
   end if;
-  -- A deleted account's JWT stays valid until it expires; it may do nothing.
-  if creditgate_private.user_deleted(v_user_id) then
+  -- A deleted account's JWT stays valid until it expires; it may do nothing. (The lookup
+  -- is written out, not a call of user_deleted(): one function call less per request.)
+  if exists (select 1 from creditgate_private.deleted_users as d where d.user_id = v_user_id) then
     perform creditgate_private.raise_error(
       'not_authenticated', jsonb_build_object('reason', 'account_deleted')
     );

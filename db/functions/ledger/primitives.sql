@@ -30,8 +30,9 @@ begin
   if v_user_id is null then
     perform creditgate_private.raise_error('not_authenticated');
   end if;
-  -- A deleted account's JWT stays valid until it expires; it may do nothing.
-  if creditgate_private.user_deleted(v_user_id) then
+  -- A deleted account's JWT stays valid until it expires; it may do nothing. (The lookup
+  -- is written out, not a call of user_deleted(): one function call less per request.)
+  if exists (select 1 from creditgate_private.deleted_users as d where d.user_id = v_user_id) then
     perform creditgate_private.raise_error(
       'not_authenticated', jsonb_build_object('reason', 'account_deleted')
     );
