@@ -66,7 +66,17 @@ begin
   select t.attnames::text[] into v_published
   from pg_catalog.pg_publication_tables as t
   where t.pubname = 'supabase_realtime' and t.schemaname = 'creditgate' and t.tablename = 'generations';
-  if v_published @> v_columns and v_published <@ v_columns then
+  -- Listed columns, and published with a list: a table published whole also lists every
+  -- column it has (pg_publication_tables), and once the machinery columns are gone (0010)
+  -- those are exactly these, yet it would stream any column added later.
+  if v_published @> v_columns and v_published <@ v_columns and exists (
+    select 1
+    from pg_catalog.pg_publication_rel as r
+    inner join pg_catalog.pg_publication as p on r.prpubid = p.oid
+    where p.pubname = 'supabase_realtime'
+      and r.prrelid = 'creditgate.generations'::regclass
+      and r.prattrs is not null
+  ) then
     return;
   end if;
   if v_published is not null then

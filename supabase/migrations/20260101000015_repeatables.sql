@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 9ff29f10204d0b2d0bf7d2e1a4621bbba52d80da3cce3f64c456ae9161ccc9e4
+-- creditgate generated migration; do not edit. source: repeatables sha256: 30a06705470b1459409201c10c5c0d8838b9bc61dd30f521d8cb6638bd52c930
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -4225,7 +4225,17 @@ begin
   select t.attnames::text[] into v_published
   from pg_catalog.pg_publication_tables as t
   where t.pubname = 'supabase_realtime' and t.schemaname = 'creditgate' and t.tablename = 'generations';
-  if v_published @> v_columns and v_published <@ v_columns then
+  -- Listed columns, and published with a list: a table published whole also lists every
+  -- column it has (pg_publication_tables), and once the machinery columns are gone (0010)
+  -- those are exactly these, yet it would stream any column added later.
+  if v_published @> v_columns and v_published <@ v_columns and exists (
+    select 1
+    from pg_catalog.pg_publication_rel as r
+    inner join pg_catalog.pg_publication as p on r.prpubid = p.oid
+    where p.pubname = 'supabase_realtime'
+      and r.prrelid = 'creditgate.generations'::regclass
+      and r.prattrs is not null
+  ) then
     return;
   end if;
   if v_published is not null then
