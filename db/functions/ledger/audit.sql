@@ -286,6 +286,30 @@ begin
   select 'daily_usage_matches_ledger'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
+
+  -- Deleted accounts hold nothing: no credits, no media rows, no work waiting to run, no
+  -- personal data on their generations (running work may still settle; it keeps nothing).
+  return query
+  with deleted as (
+    select d.user_id,
+      coalesce((select b.balance::bigint from creditgate.balances as b where b.user_id = d.user_id), 0)
+        as balance,
+      (select count(*) from creditgate.media as m where m.user_id = d.user_id) as media,
+      (select count(*) from creditgate.generations as g
+       where g.user_id = d.user_id
+         and (g.status = 'queued' or g.params <> '{}'::jsonb or g.output is not null))
+      + (select count(*) from creditgate_private.generation_requests as r
+         where r.user_id = d.user_id and r.client_ip is not null) as generations
+    from creditgate_private.deleted_users as d
+    where p_since is null or d.deleted_at >= p_since
+  ),
+  bad as (
+    select x.* from deleted as x
+    where x.balance <> 0 or x.media > 0 or x.generations > 0
+  )
+  select 'deleted_users_hold_nothing'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
 end
 $$;
 comment on function creditgate_private.audit_checks(timestamptz) is

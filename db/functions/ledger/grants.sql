@@ -25,10 +25,10 @@ begin
   -- creditgate's own keys are posted by creditgate alone. A grant under one would squat
   -- an entry creditgate owes later: a generation's refund (refund:<id>) would then fail
   -- with PT409 forever, a lot's expiry or a Stripe event's credits likewise.
-  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire):' then
+  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire|forfeit):' then
     perform creditgate_private.invalid(
       'idempotency_key',
-      'the prefixes signup:, stripe:, admin:, charge:, refund: and expire: are creditgate''s own'
+      'the prefixes signup:, stripe:, admin:, charge:, refund:, expire: and forfeit: are creditgate''s own'
     );
   end if;
   return creditgate_private.grant_credits(

@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: c78d417070e29275ad78e649547fc6c3ee82bcc73cf441e5e8af15f6f91e612d
+-- creditgate generated migration; do not edit. source: repeatables sha256: 560cfd2c8e4e31430ac55e011f476ca8994741a84562824b30e455be6b2649c1
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -76,7 +76,7 @@ grant execute on function creditgate.admin_set_model_enabled(text, boolean) to a
 --    generations: {total, by_status: {status: n}, by_kind: {kind: n},
 --                  by_model: {model_id: {count, succeeded, failed, credits}},
 --                  by_day: [{day, count, succeeded, failed}]},
---    credits: {granted, spent, refunded, expired, clawed_back, net_spent},
+--    credits: {granted, spent, refunded, expired, clawed_back, forfeited, net_spent},
 --    providers: [{provider, calls, failures, failure_rate, p50_latency_ms}]}
 --   Everything counts activity at or after `since`; days are UTC. `credits` per model is
 --   what its generations finally cost (cost - refunds). Provider failures are every
@@ -165,6 +165,7 @@ begin
     'refunded', coalesce(sum(l.amount) filter (where l.entry_type = 'refund'), 0),
     'expired', coalesce(sum(l.amount) filter (where l.entry_type = 'expire'), 0),
     'clawed_back', coalesce(sum(l.amount) filter (where l.entry_type = 'clawback'), 0),
+    'forfeited', coalesce(sum(l.amount) filter (where l.entry_type = 'forfeit'), 0),
     'net_spent', coalesce(sum(l.amount) filter (where l.entry_type = 'spend'), 0)
       - coalesce(sum(l.amount) filter (where l.entry_type = 'refund'), 0)
   ) into v_credits
@@ -365,11 +366,13 @@ grant execute on function creditgate.delete_media(uuid) to authenticated;
 --
 -- creditgate.service_expired_media(max_items, now = now()) -> jsonb [{media_id, storage_key}]
 --   Unpurged media whose TTL ran out (expires_at <= now; saved media carry no expiry and
---   never appear) or that their owner deleted. Oldest expiry first.
+--   never appear) or that their owner deleted, and the files of erased media rows (deleted
+--   accounts, creditgate_private.media_purges). Oldest first.
 --   Errors: PT400 invalid_request (max_items 1-10000, now required).
 -- creditgate.service_mark_media_purged(media_ids uuid[]) -> jsonb {purged}
 --   Sets purged_at on listed media that are temporary or deleted; already purged ones and
---   saved, undeleted ones are left alone, so a replay purges nothing twice.
+--   saved, undeleted ones are left alone, so a replay purges nothing twice. Listed files of
+--   erased media rows leave the purge queue.
 --   Errors: PT400 invalid_request (media_ids required, at most 10000).
 
 create or replace function creditgate.service_expired_media(
@@ -404,6 +407,11 @@ begin
         from creditgate.media as x
         where x.purged_at is null
           and x.deleted_at <= service_expired_media.now
+        union all
+        -- Files whose media rows were erased with their account.
+        select p.media_id, p.storage_key, p.queued_at, null
+        from creditgate_private.media_purges as p
+        where p.queued_at <= service_expired_media.now
       ) as m
       order by least(m.expires_at, m.deleted_at), m.id
       limit service_expired_media.max_items
@@ -424,6 +432,7 @@ set search_path = ''
 as $$
 declare
   v_purged integer;
+  v_erased integer;
 begin
   if service_mark_media_purged.media_ids is null then
     perform creditgate_private.invalid('media_ids', 'required');
@@ -438,7 +447,10 @@ begin
     -- A saved, live file is never marked gone, whatever the caller lists.
     and (m.deleted_at is not null or (m.expires_at is not null and not m.saved));
   get diagnostics v_purged = row_count;
-  return jsonb_build_object('purged', v_purged);
+  delete from creditgate_private.media_purges as p
+  where p.media_id = any(service_mark_media_purged.media_ids);
+  get diagnostics v_erased = row_count;
+  return jsonb_build_object('purged', v_purged + v_erased);
 end
 $$;
 comment on function creditgate.service_mark_media_purged(uuid[]) is
@@ -1323,10 +1335,16 @@ grant execute on function creditgate.request_generation(text, jsonb, text) to au
 --   actual_cost defaults to the cost; for chat without one, output.usage.completion_tokens
 --   prices the turn in SQL (chat_actual_cost) and the unused part is refunded.
 --   Idempotent per lease: a replay under the same lease returns the stored result.
+--   A job of a deleted account (creditgate_private.deleted_users) settles too, keeping
+--   nothing personal: no media rows (its files are queued for purge), no output, no error
+--   text; a retryable failure is final (its params are erased); chat usage is not repriced
+--   (the priced params are erased: actual_cost or the charge); what is refunded is
+--   forfeited at once (forfeit:refund:<generation_id>).
 --   Errors: PT400 invalid_request (DETAIL names the outcome field), PT404, PT409 lease_lost.
 -- creditgate.service_reap_expired_leases(now = now()) -> jsonb {requeued, failed, refunded}
 --   Jobs whose worker stopped renewing its lease: re-queued while attempts are left, else
---   failed and refunded in full. Errors: PT400.
+--   failed and refunded in full. A deleted account's job is never re-queued: failed,
+--   refunded, and the refund forfeited. Errors: PT400.
 --
 -- Locking: money-moving paths (settle, reap) lock the user's balance row first
 -- (lock_balance), then the generation row; the reaper locks users in user_id order. Claim
@@ -1954,6 +1972,7 @@ declare
   v_media jsonb := '[]'::jsonb;
   v_result jsonb;
   v_ttl interval;
+  v_deleted boolean;
 begin
   v_token := creditgate_private.check_lease_args(
     service_settle_generation.generation_id,
@@ -1993,6 +2012,8 @@ begin
   -- An expired lease the reaper has not taken back yet is still this worker's: its result
   -- is as good as any, and taking it spares the user a retry.
 
+  -- Read under the balance lock, which the account's deletion holds until it commits.
+  v_deleted := creditgate_private.user_deleted(v_generation.user_id);
   v_status := v_outcome ->> 'status';
   v_charge_key := 'charge:' || v_generation.id::text;
   insert into creditgate_private.provider_calls (
@@ -2010,13 +2031,13 @@ begin
     (v_outcome #>> '{provider,latency_ms}')::integer,
     v_status,
     v_outcome #>> '{error,code}',
-    v_outcome #>> '{error,message}',
+    case when not v_deleted then v_outcome #>> '{error,message}' end,
     v_token
   );
 
   if v_status = 'succeeded' then
     v_actual_cost := (v_outcome ->> 'actual_cost')::bigint;
-    if v_actual_cost is null and v_generation.kind = 'chat'
+    if v_actual_cost is null and v_generation.kind = 'chat' and not v_deleted
        and jsonb_typeof(v_outcome #> '{output,usage,completion_tokens}') = 'number' then
       v_actual_cost := creditgate_private.chat_actual_cost(
         v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::numeric::bigint
@@ -2024,6 +2045,12 @@ begin
     end if;
     v_actual_cost := coalesce(v_actual_cost, v_generation.cost);
     v_ttl := creditgate_private.media_ttl();
+    -- A deleted account gets no media rows: the uploaded files go straight to the purge.
+    insert into creditgate_private.media_purges (media_id, storage_key)
+    select gen_random_uuid(), e.item ->> 'storage_key'
+    from jsonb_array_elements(v_outcome -> 'media') as e (item)
+    where v_deleted
+    on conflict do nothing;
     with inserted as (
       insert into creditgate.media (
         generation_id, user_id, position, storage_key, content_type, bytes, width, height,
@@ -2042,6 +2069,7 @@ begin
         (e.item ->> 'duration_seconds')::numeric,
         now() + v_ttl
       from jsonb_array_elements(v_outcome -> 'media') with ordinality as e (item, n)
+      where not v_deleted
       returning id, position, storage_key
     )
     select coalesce(
@@ -2056,7 +2084,8 @@ begin
         jsonb_build_object('generation_id', v_generation.id, 'actual_cost', v_actual_cost)
       ) ->> 'refunded')::bigint;
     end if;
-  elsif (v_outcome ->> 'retryable')::boolean and v_generation.attempts < v_generation.max_attempts then
+  elsif (v_outcome ->> 'retryable')::boolean and v_generation.attempts < v_generation.max_attempts
+        and not v_deleted then
     v_status := 'queued';
     v_requeued := true;
   else
@@ -2064,8 +2093,18 @@ begin
     v_refunded := (creditgate_private.refund_credits(
       v_generation.user_id, v_charge_key, v_generation.cost,
       'refund:' || v_generation.id::text, 'generation failed',
-      jsonb_build_object('generation_id', v_generation.id, 'error', v_outcome -> 'error')
+      -- The code only: the ledger is append-only, so no provider text (which may echo the
+      -- prompt) may go there; it could never be erased.
+      jsonb_build_object('generation_id', v_generation.id, 'error', jsonb_build_object(
+        'code', v_outcome #> '{error,code}'
+      ))
     ) ->> 'refunded')::bigint;
+  end if;
+  if v_deleted and v_refunded > 0 then
+    perform creditgate_private.forfeit_credits(
+      v_generation.user_id, 'forfeit:refund:' || v_generation.id::text, 'account deleted',
+      jsonb_build_object('generation_id', v_generation.id)
+    );
   end if;
 
   v_result := jsonb_build_object(
@@ -2079,8 +2118,11 @@ begin
   update creditgate.generations as g
   set status = v_status,
     actual_cost = v_actual_cost,
-    output = nullif(v_outcome -> 'output', 'null'::jsonb),
-    error = nullif(v_outcome -> 'error', 'null'::jsonb),
+    output = case when not v_deleted then nullif(v_outcome -> 'output', 'null'::jsonb) end,
+    error = case
+      when not v_deleted then nullif(v_outcome -> 'error', 'null'::jsonb)
+      when v_outcome ? 'error' then jsonb_build_object('code', v_outcome #> '{error,code}')
+    end,
     finished_at = case when v_requeued then null else now() end,
     updated_at = now()
   where g.id = v_generation.id;
@@ -2120,6 +2162,8 @@ declare
   v_requeued integer := 0;
   v_failed integer := 0;
   v_refunded bigint := 0::bigint;
+  v_refund bigint;
+  v_deleted boolean;
 begin
   if service_reap_expired_leases.now is null then
     perform creditgate_private.invalid('now', 'required');
@@ -2165,7 +2209,9 @@ begin
     update creditgate_private.generation_leases as l
     set lease_owner = null, lease_token = null, lease_expires_at = null
     where l.generation_id = v_generation.id;
-    if v_generation.attempts < v_generation.max_attempts then
+    -- A deleted account's job never runs again (its params are erased).
+    v_deleted := creditgate_private.user_deleted(v_generation.user_id);
+    if v_generation.attempts < v_generation.max_attempts and not v_deleted then
       update creditgate.generations as g
       set status = 'queued',
         error = v_error,
@@ -2182,11 +2228,18 @@ begin
         updated_at = pg_catalog.now()
       where g.id = v_generation.id;
       perform pg_notify('creditgate_generation_settled', v_generation.id::text);
-      v_refunded := v_refunded + (creditgate_private.refund_credits(
+      v_refund := (creditgate_private.refund_credits(
         v_generation.user_id, 'charge:' || v_generation.id::text, v_generation.cost,
         'refund:' || v_generation.id::text, 'generation failed: worker lease expired',
         jsonb_build_object('generation_id', v_generation.id, 'error', v_error)
       ) ->> 'refunded')::bigint;
+      if v_deleted and v_refund > 0 then
+        perform creditgate_private.forfeit_credits(
+          v_generation.user_id, 'forfeit:refund:' || v_generation.id::text, 'account deleted',
+          jsonb_build_object('generation_id', v_generation.id)
+        );
+      end if;
+      v_refunded := v_refunded + v_refund;
       v_failed := v_failed + 1;
     end if;
   end loop;
@@ -2213,7 +2266,7 @@ revoke all on function creditgate_private.chat_actual_cost(creditgate.generation
 -- ===== db/functions/ledger/account.sql =====
 -- creditgate.get_balance() -> jsonb {balance, available, plan, expiring, daily}   authenticated
 -- creditgate.is_admin() -> boolean                                              authenticated
--- Errors: PT401 not_authenticated.
+-- Errors: PT401 not_authenticated (get_balance: no caller; both: a deleted account).
 
 drop function if exists creditgate_private.daily_usage(uuid, text);
 create or replace function creditgate_private.daily_usage(p_balance creditgate.balances)
@@ -2278,17 +2331,25 @@ grant execute on function creditgate.get_balance() to authenticated;
 
 create or replace function creditgate.is_admin()
 returns boolean
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select exists (
-    select 1 from creditgate_private.admins as a where a.user_id = (select auth.uid())
-  );
+declare
+  v_user_id uuid := auth.uid();
+begin
+  if v_user_id is null then
+    return false;
+  end if;
+  -- A deleted account's still-valid JWT: PT401, as from every client function (the
+  -- service's account check for routes that only read tables).
+  perform creditgate_private.require_user();
+  return exists (select 1 from creditgate_private.admins as a where a.user_id = v_user_id);
+end
 $$;
 comment on function creditgate.is_admin() is
-'Whether the caller is an admin (creditgate_private.admins; never JWT metadata).';
+'Whether the caller is an admin (creditgate_private.admins; never JWT metadata). PT401 for a deleted account.';
 revoke all on function creditgate.is_admin() from public, anon, authenticated;
 grant execute on function creditgate.is_admin() to authenticated;
 
@@ -2581,6 +2642,30 @@ begin
   select 'daily_usage_matches_ledger'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
+
+  -- Deleted accounts hold nothing: no credits, no media rows, no work waiting to run, no
+  -- personal data on their generations (running work may still settle; it keeps nothing).
+  return query
+  with deleted as (
+    select d.user_id,
+      coalesce((select b.balance::bigint from creditgate.balances as b where b.user_id = d.user_id), 0)
+        as balance,
+      (select count(*) from creditgate.media as m where m.user_id = d.user_id) as media,
+      (select count(*) from creditgate.generations as g
+       where g.user_id = d.user_id
+         and (g.status = 'queued' or g.params <> '{}'::jsonb or g.output is not null))
+      + (select count(*) from creditgate_private.generation_requests as r
+         where r.user_id = d.user_id and r.client_ip is not null) as generations
+    from creditgate_private.deleted_users as d
+    where p_since is null or d.deleted_at >= p_since
+  ),
+  bad as (
+    select x.* from deleted as x
+    where x.balance <> 0 or x.media > 0 or x.generations > 0
+  )
+  select 'deleted_users_hold_nothing'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
 end
 $$;
 comment on function creditgate_private.audit_checks(timestamptz) is
@@ -2606,6 +2691,205 @@ comment on function creditgate.audit(timestamptz) is
 'Checks every money invariant; {ok, checks: [{name, failures, samples}]}. For operators and tests.';
 revoke all on function creditgate.audit(timestamptz) from public, anon, authenticated;
 grant execute on function creditgate.audit(timestamptz) to service_role;
+
+-- ===== db/functions/ledger/deletion.sql =====
+-- Account deletion (DESIGN §3 amendments). GoTrue, and the Supabase dashboard through it,
+-- deletes a user's auth.users row as supabase_auth_admin; that delete must always succeed.
+--
+-- creditgate_private.user_deleted(p_user_id) -> boolean
+--   Whether the user's auth.users row was deleted (creditgate_private.deleted_users).
+-- creditgate_private.forfeit_credits(p_user_id, p_key, p_reason, p_metadata) -> bigint
+--   Posts a `forfeit` entry for the user's whole balance, taking every lot with credits
+--   left (expired or not); returns the amount (0: nothing to forfeit, no entry). The
+--   caller holds the balance lock. Never fails on its key: a key already taken (a user id
+--   deleted twice) gets a unique suffix, so a delete is never refused.
+-- creditgate_private.erase_generations(p_user_id, p_generation_id) -> void
+--   Erases what is personal from the user's generations (all of them, or one): params,
+--   output, error texts (the code stays); the client address and request hash of their
+--   request records; the media list of their settle results; the provider's error texts
+--   in provider_calls. Status, costs and keys stay.
+-- creditgate_private.tg_users__after_delete(): AFTER DELETE on auth.users.
+--   In the deleting transaction, under the user's balance lock: records the deletion,
+--   drops admin rights and the user's rate-limit counters, cancels and refunds queued work
+--   (refund:<generation_id>), forfeits the rest (forfeit:<user_id>), queues the user's media
+--   files for purge and deletes their media rows, erases personal data from generations.
+--   Work already running settles later (service_settle_generation, the reaper): it is never
+--   re-queued, keeps nothing personal, and what it refunds is forfeited at once.
+--   Raises nothing on purpose: a failure here would fail GoTrue's delete.
+
+create or replace function creditgate_private.user_deleted(p_user_id uuid)
+returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return exists (select 1 from creditgate_private.deleted_users as d where d.user_id = p_user_id);
+end
+$$;
+comment on function creditgate_private.user_deleted(uuid) is
+'Whether the user''s account (auth.users row) was deleted.';
+
+create or replace function creditgate_private.forfeit_credits(
+  p_user_id uuid,
+  p_key text,
+  p_reason text,
+  p_metadata jsonb default '{}'
+) returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_balance bigint;
+  v_key text := p_key;
+  v_hash text;
+  v_entry creditgate.ledger;
+  v_moved bigint;
+begin
+  select b.balance into v_balance from creditgate.balances as b where b.user_id = p_user_id;
+  if coalesce(v_balance, 0) = 0 then
+    return 0;
+  end if;
+  v_hash := md5(jsonb_build_array('forfeit', p_user_id, v_balance)::text);
+  perform pg_catalog.pg_advisory_xact_lock(1667720057, pg_catalog.hashtext(v_key));
+  if exists (select 1 from creditgate.ledger as l where l.idempotency_key = v_key) then
+    v_key := left(p_key, 200) || ':' || gen_random_uuid()::text;
+  end if;
+  v_entry := creditgate_private.post_entry(
+    p_user_id, 'forfeit', v_balance, v_key, v_hash, null, null, p_reason, p_metadata
+  );
+  -- Every lot with credits left, expired ones included: the balance counts them until the
+  -- expiry sweep runs, and the account keeps nothing.
+  with lots as (
+    select l.id, l.remaining
+    from creditgate.credit_lots as l
+    where l.user_id = p_user_id and l.live
+    for update
+  ),
+  emptied as (
+    update creditgate.credit_lots as l
+    set remaining = 0
+    from lots as o
+    where l.id = o.id
+    returning l.id, o.remaining as taken
+  ),
+  recorded as (
+    insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+    select v_entry.id, e.id, -e.taken from emptied as e
+    returning amount
+  )
+  select coalesce(-sum(r.amount), 0) into v_moved from recorded as r;
+  if v_moved <> v_balance then
+    raise exception 'lots of user % hold % of a balance of %', p_user_id, v_moved, v_balance;
+  end if;
+  return v_balance;
+end
+$$;
+comment on function creditgate_private.forfeit_credits(uuid, text, text, jsonb) is
+'Forfeits the user''s whole balance (a closed account keeps nothing): one forfeit entry emptying every lot.';
+
+create or replace function creditgate_private.erase_generations(
+  p_user_id uuid,
+  p_generation_id uuid default null
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  update creditgate.generations as g
+  set params = '{}'::jsonb,
+    output = null,
+    error = nullif(jsonb_strip_nulls(jsonb_build_object('code', g.error -> 'code')), '{}'::jsonb)
+  where g.user_id = p_user_id
+    and (p_generation_id is null or g.id = p_generation_id);
+  -- The request record: the client's address, and the hash of what it sent (a hash of the
+  -- prompt would confirm a guess of it). The key stays, so the record still names the row.
+  update creditgate_private.generation_requests as r
+  set client_ip = null, request_hash = 'erased'
+  where r.user_id = p_user_id
+    and (p_generation_id is null or r.generation_id = p_generation_id);
+  update creditgate_private.generation_leases as l
+  set settle_result = jsonb_set(l.settle_result, '{media}', '[]'::jsonb)
+  where l.settle_result ? 'media'
+    and l.generation_id in (
+      select g.id from creditgate.generations as g
+      where g.user_id = p_user_id and (p_generation_id is null or g.id = p_generation_id)
+    );
+  update creditgate_private.provider_calls as c
+  set error_message = null
+  where c.error_message is not null
+    and c.generation_id in (
+      select g.id from creditgate.generations as g
+      where g.user_id = p_user_id and (p_generation_id is null or g.id = p_generation_id)
+    );
+end
+$$;
+comment on function creditgate_private.erase_generations(uuid, uuid) is
+'Erases the personal data of a deleted user''s generations (params, output, error texts); costs and status stay.';
+
+create or replace function creditgate_private.tg_users__after_delete()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_generation creditgate.generations;
+begin
+  insert into creditgate_private.deleted_users (user_id) values (old.id)
+  on conflict (user_id) do update set deleted_at = excluded.deleted_at;
+  delete from creditgate_private.admins as a where a.user_id = old.id;
+  delete from creditgate_private.rate_limit_counters as c where c.subject = old.id::text;
+
+  -- The user's balance lock, as every money operation takes it first: a settle, a cancel
+  -- or a request of this user waits for this transaction, then sees the account deleted.
+  perform 1 from creditgate.balances as b where b.user_id = old.id for update;
+  if not found then
+    -- Never had a balance row (signed up before creditgate): no money, no work.
+    return null;
+  end if;
+
+  for v_generation in
+    select g.* from creditgate.generations as g
+    where g.user_id = old.id and g.status = 'queued'
+    order by g.id
+    for update
+  loop
+    update creditgate.generations as g
+    set status = 'canceled', finished_at = now(), updated_at = now(),
+      error = jsonb_build_object('code', 'account_deleted')
+    where g.id = v_generation.id;
+    perform pg_notify('creditgate_generation_settled', v_generation.id::text);
+    perform creditgate_private.refund_credits(
+      old.id, 'charge:' || v_generation.id::text, v_generation.cost, 'refund:' || v_generation.id::text,
+      'canceled: account deleted', jsonb_build_object('generation_id', v_generation.id)
+    );
+  end loop;
+  perform creditgate_private.forfeit_credits(old.id, 'forfeit:' || old.id::text, 'account deleted');
+
+  -- Files go through the purge sweep; their rows go now (saved ones too).
+  insert into creditgate_private.media_purges (media_id, storage_key)
+  select m.id, m.storage_key
+  from creditgate.media as m
+  where m.user_id = old.id and m.purged_at is null
+  on conflict do nothing;
+  delete from creditgate.media as m where m.user_id = old.id;
+
+  perform creditgate_private.erase_generations(old.id);
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_users__after_delete() is
+'A deleted auth user: queued work refunded, credits forfeited, personal data erased, files queued for purge.';
+
+revoke all on function creditgate_private.user_deleted(uuid) from public, anon, authenticated;
+revoke all on function creditgate_private.forfeit_credits(uuid, text, text, jsonb) from public, anon, authenticated;
+revoke all on function creditgate_private.erase_generations(uuid, uuid) from public, anon, authenticated;
+revoke all on function creditgate_private.tg_users__after_delete() from public, anon, authenticated;
+
+create or replace trigger creditgate_on_auth_user_deleted
+after delete on auth.users
+for each row execute function creditgate_private.tg_users__after_delete();
 
 -- ===== db/functions/ledger/expiry.sql =====
 -- creditgate.service_expire_credits(now, max_lots) -> jsonb {users, lots, credits, more}   service_role
@@ -2714,10 +2998,10 @@ begin
   -- creditgate's own keys are posted by creditgate alone. A grant under one would squat
   -- an entry creditgate owes later: a generation's refund (refund:<id>) would then fail
   -- with PT409 forever, a lot's expiry or a Stripe event's credits likewise.
-  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire):' then
+  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire|forfeit):' then
     perform creditgate_private.invalid(
       'idempotency_key',
-      'the prefixes signup:, stripe:, admin:, charge:, refund: and expire: are creditgate''s own'
+      'the prefixes signup:, stripe:, admin:, charge:, refund:, expire: and forfeit: are creditgate''s own'
     );
   end if;
   return creditgate_private.grant_credits(
@@ -2789,7 +3073,7 @@ grant execute on function creditgate.admin_add_credits(uuid, bigint, text, text)
 -- find_entry locks the idempotency key (a transaction advisory lock), so two users' calls
 -- with one key take turns too; nothing waits for a balance while holding a key.
 --
--- require_user() -> uuid                         PT401 not_authenticated
+-- require_user() -> uuid                         PT401 not_authenticated (also a deleted account)
 -- require_admin() -> uuid                        PT401, PT403 forbidden
 -- check_key(p_key)                               PT400 invalid_request
 -- lock_balance(p_user_id, p_create) -> bigint    PT404 not_found
@@ -2813,11 +3097,18 @@ begin
   if v_user_id is null then
     perform creditgate_private.raise_error('not_authenticated');
   end if;
+  -- A deleted account's JWT stays valid until it expires; it may do nothing. (The lookup
+  -- is written out, not a call of user_deleted(): one function call less per request.)
+  if exists (select 1 from creditgate_private.deleted_users as d where d.user_id = v_user_id) then
+    perform creditgate_private.raise_error(
+      'not_authenticated', jsonb_build_object('reason', 'account_deleted')
+    );
+  end if;
   return v_user_id;
 end
 $$;
 comment on function creditgate_private.require_user() is
-'The calling user from the verified JWT (auth.uid()), or PT401.';
+'The calling user from the verified JWT (auth.uid()), or PT401 (none, or a deleted account).';
 
 create or replace function creditgate_private.require_admin()
 returns uuid
@@ -3086,6 +3377,10 @@ begin
   perform creditgate_private.lock_balance(p_user_id, true);
   v_entry := creditgate_private.find_entry(p_key, v_hash);
   if v_entry.id is null then
+    -- A deleted account keeps nothing (its balance was forfeited): no new credits either.
+    if creditgate_private.user_deleted(p_user_id) then
+      perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
+    end if;
     if p_expires_at is not null and p_expires_at <= p_now then
       perform creditgate_private.invalid('expires_at', 'must be in the future');
     end if;
@@ -3294,9 +3589,40 @@ revoke all on function creditgate_private.refund_credits(uuid, text, bigint, tex
 
 -- ===== db/functions/ledger/signup.sql =====
 -- creditgate_private.tg_users__after_insert(): AFTER INSERT on auth.users.
--- Creates the balance row and grants the signup bonus (setting signup_bonus, default 1000,
--- key signup:<user_id>, promotional). Runs as the definer because Supabase inserts users
--- as supabase_auth_admin, which has no rights on creditgate tables.
+--   Creates the balance row. A permanent user gets the signup bonus (setting signup_bonus,
+--   default 1000, key signup:<user_id>, promotional). An anonymous sign-in
+--   (auth.users.is_anonymous) gets setting anonymous_signup_bonus instead (default 0, key
+--   signup:anonymous:<user_id>): anonymous users cost nothing to mint, so a bonus for each
+--   would be credits for the asking.
+-- creditgate_private.tg_users__after_update(): AFTER UPDATE OF is_anonymous on auth.users,
+--   only when it goes true -> false (the user linked an email, phone or identity). Grants
+--   the signup bonus then, once: a user who already holds signup:<user_id> gets nothing.
+--   Never fails GoTrue's update because of a bonus already granted.
+-- Both run as the definer: GoTrue writes auth.users as supabase_auth_admin, which has no
+-- rights on creditgate tables.
+
+create or replace function creditgate_private.grant_signup_bonus(
+  p_user_id uuid,
+  p_setting text,
+  p_key text
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_bonus bigint := coalesce((creditgate_private.setting(p_setting))::bigint, 0);
+  v_days numeric := (creditgate_private.setting('signup_bonus_expires_days') #>> '{}')::numeric;
+begin
+  if v_bonus > 0 then
+    perform creditgate_private.grant_credits(
+      p_user_id, v_bonus, 'signup_bonus', p_key, 'promotional',
+      now() + make_interval(days => v_days::integer), 50, 'signup bonus'
+    );
+  end if;
+end
+$$;
+comment on function creditgate_private.grant_signup_bonus(uuid, text, text) is
+'Grants the bonus named by a setting (signup_bonus or anonymous_signup_bonus) under p_key, if above 0.';
 
 create or replace function creditgate_private.tg_users__after_insert()
 returns trigger
@@ -3304,27 +3630,58 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-  v_bonus bigint := coalesce((creditgate_private.setting('signup_bonus'))::bigint, 0);
-  v_days numeric := (creditgate_private.setting('signup_bonus_expires_days') #>> '{}')::numeric;
 begin
   insert into creditgate.balances (user_id) values (new.id) on conflict (user_id) do nothing;
-  if v_bonus > 0 then
-    perform creditgate_private.grant_credits(
-      new.id, v_bonus, 'signup_bonus', 'signup:' || new.id::text, 'promotional',
-      now() + make_interval(days => v_days::integer), 50, 'signup bonus'
+  if new.is_anonymous then
+    perform creditgate_private.grant_signup_bonus(
+      new.id, 'anonymous_signup_bonus', 'signup:anonymous:' || new.id::text
     );
+  else
+    perform creditgate_private.grant_signup_bonus(new.id, 'signup_bonus', 'signup:' || new.id::text);
   end if;
   return null;
 end
 $$;
 comment on function creditgate_private.tg_users__after_insert() is
-'New auth user: balance row plus the signup bonus, exactly once per user.';
+'New auth user: balance row plus the signup bonus (the anonymous bonus for anonymous sign-ins), once per user.';
+
+create or replace function creditgate_private.tg_users__after_update()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  -- The user's balance lock first (created if missing: a user from before creditgate),
+  -- then the key's: concurrent conversions of one user take turns, and the later one finds
+  -- the bonus posted. A bonus already posted is never re-applied, even if the setting
+  -- changed since (grant_credits would refuse that replay with PT409 and fail the update).
+  perform creditgate_private.lock_balance(new.id, true);
+  perform pg_catalog.pg_advisory_xact_lock(1667720057, pg_catalog.hashtext('signup:' || new.id::text));
+  if not exists (
+    select 1 from creditgate.ledger as l where l.idempotency_key = 'signup:' || new.id::text
+  ) then
+    perform creditgate_private.grant_signup_bonus(new.id, 'signup_bonus', 'signup:' || new.id::text);
+  end if;
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_users__after_update() is
+'An anonymous user became permanent: the signup bonus, once (key signup:<user_id>).';
+
+revoke all on function creditgate_private.grant_signup_bonus(uuid, text, text) from public, anon, authenticated;
 revoke all on function creditgate_private.tg_users__after_insert() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_users__after_update() from public, anon, authenticated;
 
 create or replace trigger creditgate_on_auth_user_created
 after insert on auth.users
 for each row execute function creditgate_private.tg_users__after_insert();
+
+create or replace trigger creditgate_on_auth_user_made_permanent
+after update of is_anonymous on auth.users
+for each row
+when (old.is_anonymous and not new.is_anonymous)
+execute function creditgate_private.tg_users__after_update();
 
 -- ===== db/functions/ledger/stripe.sql =====
 -- creditgate.service_apply_checkout(event_id, user_id, price_id, quantity) -> jsonb   service_role
@@ -3496,7 +3853,7 @@ begin
   new.delta := case
     when new.entry_type in ('signup_bonus', 'purchase', 'grant', 'admin_recharge', 'refund')
       then new.amount
-    when new.entry_type in ('spend', 'expire', 'clawback')
+    when new.entry_type in ('spend', 'expire', 'clawback', 'forfeit')
       then -new.amount
   end;
   if (new.entry_type = 'refund') <> (new.charge_key is not null) then
@@ -3714,6 +4071,8 @@ begin
       "description": "true switches off new generations (PT503 maintenance)"},
     "signup_bonus": {"value": 1000,
       "description": "credits granted to each new user (0 = none)"},
+    "anonymous_signup_bonus": {"value": 0,
+      "description": "credits granted to each new anonymous user (auth.users.is_anonymous); the signup bonus waits until the user becomes permanent"},
     "signup_bonus_expires_days": {"value": null,
       "description": "days until the signup bonus expires (null = never)"},
     "plan_daily_caps": {"value": {"free": 20000, "pro": 500000},
@@ -3795,6 +4154,10 @@ begin
       if not creditgate_private.json_is_int(p_value, 0, 1000000000) then
         return 'must be an integer between 0 and 1000000000';
       end if;
+    when 'anonymous_signup_bonus' then
+      if not creditgate_private.json_is_int(p_value, 0, 1000000000) then
+        return 'must be an integer between 0 and 1000000000';
+      end if;
     when 'signup_bonus_expires_days' then
       if v_type <> 'null' and not creditgate_private.json_is_int(p_value, 1, 3650) then
         return 'must be null or an integer between 1 and 3650';
@@ -3870,6 +4233,16 @@ revoke all on function creditgate_private.setting_defaults() from public, anon, 
 revoke all on function creditgate_private.setting(text) from public, anon, authenticated;
 revoke all on function creditgate_private.setting_problem(text, jsonb) from public, anon, authenticated;
 revoke all on function creditgate_private.json_is_int(jsonb, numeric, numeric) from public, anon, authenticated;
+
+-- ===== db/policies/accounts.sql =====
+-- RLS and privileges for account deletion's private tables: RLS on with no policy, no
+-- grants (only creditgate's definer functions read or write them).
+
+alter table creditgate_private.deleted_users enable row level security;
+alter table creditgate_private.media_purges enable row level security;
+
+revoke all on table creditgate_private.deleted_users, creditgate_private.media_purges
+  from public, anon, authenticated, service_role;
 
 -- ===== db/policies/generation.sql =====
 -- RLS and privileges for the generation lifecycle tables.
