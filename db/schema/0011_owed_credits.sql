@@ -20,6 +20,7 @@ alter table creditgate_private.clawbacks
   add column kind text not null default 'clawback',
   add column payment_id text,
   add column payment_amount bigint,
+  add column payment_credits bigint,
   add column amount_refunded bigint,
   add column collected bigint not null default 0,
   add column cancelled bigint not null default 0,

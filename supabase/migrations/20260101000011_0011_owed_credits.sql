@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: schema/0011_owed_credits.sql sha256: 6a64ad22111ef18aff9186e020025b6f69a05c85b53cdf7a391f1fe1cb38bb20
+-- creditgate generated migration; do not edit. source: schema/0011_owed_credits.sql sha256: f2f408716bed0cbff03e3a811280f60b7cc6481b600d43bc3a5b1855199aae73
 
 -- Owed credits and Stripe payments.
 --
@@ -22,6 +22,7 @@ alter table creditgate_private.clawbacks
   add column kind text not null default 'clawback',
   add column payment_id text,
   add column payment_amount bigint,
+  add column payment_credits bigint,
   add column amount_refunded bigint,
   add column collected bigint not null default 0,
   add column cancelled bigint not null default 0,

@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 5426561022304982ab803c65b8dc9293c3a9940d90acc4b2f6120da4c26aa556
+-- creditgate generated migration; do not edit. source: repeatables sha256: 89a2b33ce7b9a3729407307d0357eaac7a65a4abdb9eb45ff8845fb00f5fb484
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -3294,6 +3294,7 @@ create or replace function creditgate_private.take_clawback(
   p_payment_id text default null,
   p_payment_amount bigint default null,
   p_amount_refunded bigint default null,
+  p_payment_credits bigint default null,
   p_now timestamptz default now()
 ) returns jsonb
 language plpgsql
@@ -3317,10 +3318,10 @@ begin
   end if;
   insert into creditgate_private.clawbacks (
     idempotency_key, user_id, requested, taken, ledger_id, reason, kind, payment_id,
-    payment_amount, amount_refunded
+    payment_amount, amount_refunded, payment_credits
   ) values (
     p_key, p_user_id, p_amount, v_taken, v_entry.id, p_reason, p_kind, p_payment_id,
-    p_payment_amount, p_amount_refunded
+    p_payment_amount, p_amount_refunded, p_payment_credits
   )
   on conflict (idempotency_key) do nothing;
   if not found then
@@ -3340,7 +3341,7 @@ begin
   );
 end
 $$;
-comment on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, timestamptz) is
+comment on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, bigint, timestamptz) is
 'Takes back up to p_amount of what is spendable (paid first), records the clawback and adds the rest to what is owed.';
 
 revoke all on function creditgate_private.require_user() from public, anon, authenticated;
@@ -3357,7 +3358,7 @@ revoke all on function creditgate_private.spend_credits(uuid, bigint, text, uuid
 revoke all on function creditgate_private.refund_credits(uuid, text, bigint, text, text, jsonb) from public, anon, authenticated;
 revoke all on function creditgate_private.collect_owed(uuid, bigint, bigint, timestamptz) from public, anon, authenticated;
 revoke all on function creditgate_private.owed_paid(creditgate.ledger) from public, anon, authenticated;
-revoke all on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, bigint, timestamptz) from public, anon, authenticated;
 
 -- ===== db/functions/ledger/signup.sql =====
 -- creditgate_private.tg_users__after_insert(): AFTER INSERT on auth.users.
@@ -3716,7 +3717,8 @@ begin
       'refund_id', service_stripe_refund.refund_id, 'payment_id', service_stripe_refund.payment_id,
       'requested', v_request
     ),
-    'refund', service_stripe_refund.payment_id, service_stripe_refund.payment_amount, v_money
+    'refund', service_stripe_refund.payment_id, service_stripe_refund.payment_amount, v_money,
+    service_stripe_refund.credits
   );
 end
 $$;
@@ -3802,6 +3804,11 @@ declare
   v_given bigint;
   v_entry creditgate.ledger;
   v_balance bigint;
+  v_credits bigint;
+  v_payment_amount bigint;
+  v_money bigint;
+  v_refunds bigint;
+  v_due bigint;
 begin
   perform creditgate_private.check_key(service_stripe_dispute_won.dispute_id, 'dispute_id');
   perform creditgate_private.check_key(service_stripe_dispute_won.payment_id, 'payment_id');
@@ -3845,9 +3852,18 @@ begin
     );
   end if;
   if v_claw.resolution is not null then
+    -- The balance the win left: after the refunds' catch-up, else after collections for
+    -- other disputes, else after the return itself (nothing returned: the balance now).
     return jsonb_build_object(
       'returned', v_claw.returned, 'cancelled', v_claw.cancelled, 'entry_id', v_entry.id,
-      'balance', coalesce(v_entry.balance_after::bigint, v_balance), 'replayed', true
+      'balance', coalesce(
+        (select l.balance_after::bigint from creditgate.ledger as l
+         where l.idempotency_key = 'stripe:refund-after-won:' || service_stripe_dispute_won.dispute_id),
+        (creditgate_private.owed_paid(v_entry) ->> 'balance')::bigint,
+        v_entry.balance_after::bigint,
+        v_balance
+      ),
+      'replayed', true
     );
   end if;
 
@@ -3899,6 +3915,36 @@ begin
     -- Returned credits are credits reaching the user: another dispute's debt comes first.
     if creditgate_private.collect_owed(service_stripe_dispute_won.user_id, v_entry.id, v_returned, now()) > 0 then
       v_balance := (creditgate_private.owed_paid(v_entry) ->> 'balance')::bigint;
+    end if;
+  end if;
+  -- Refunds of the payment that arrived while the dispute was open asked for nothing (the
+  -- dispute had asked for everything). Now that it no longer counts, they take their share.
+  select
+    max(c.payment_credits), max(c.payment_amount), max(c.amount_refunded),
+    coalesce(sum(c.requested), 0)
+  into v_credits, v_payment_amount, v_money, v_refunds
+  from creditgate_private.clawbacks as c
+  where c.payment_id = service_stripe_dispute_won.payment_id
+    and c.user_id = service_stripe_dispute_won.user_id
+    and c.kind = 'refund';
+  if v_payment_amount > 0 then
+    v_due := floor(v_credits::numeric * least(v_money, v_payment_amount) / v_payment_amount)::bigint
+      - v_refunds
+      - (select coalesce(sum(c.requested), 0) from creditgate_private.clawbacks as c
+         where c.payment_id = service_stripe_dispute_won.payment_id
+           and c.user_id = service_stripe_dispute_won.user_id
+           and c.kind = 'dispute' and c.resolution is null);
+    if v_due > 0 then
+      v_balance := (creditgate_private.take_clawback(
+        service_stripe_dispute_won.user_id,
+        'stripe:refund-after-won:' || service_stripe_dispute_won.dispute_id, v_hash, v_due,
+        'stripe refund',
+        jsonb_build_object(
+          'dispute_id', service_stripe_dispute_won.dispute_id,
+          'payment_id', service_stripe_dispute_won.payment_id, 'requested', v_due
+        ),
+        'refund', service_stripe_dispute_won.payment_id, v_payment_amount, v_money, v_credits
+      ) ->> 'balance')::bigint;
     end if;
   end if;
   return jsonb_build_object(

@@ -615,6 +615,7 @@ create or replace function creditgate_private.take_clawback(
   p_payment_id text default null,
   p_payment_amount bigint default null,
   p_amount_refunded bigint default null,
+  p_payment_credits bigint default null,
   p_now timestamptz default now()
 ) returns jsonb
 language plpgsql
@@ -638,10 +639,10 @@ begin
   end if;
   insert into creditgate_private.clawbacks (
     idempotency_key, user_id, requested, taken, ledger_id, reason, kind, payment_id,
-    payment_amount, amount_refunded
+    payment_amount, amount_refunded, payment_credits
   ) values (
     p_key, p_user_id, p_amount, v_taken, v_entry.id, p_reason, p_kind, p_payment_id,
-    p_payment_amount, p_amount_refunded
+    p_payment_amount, p_amount_refunded, p_payment_credits
   )
   on conflict (idempotency_key) do nothing;
   if not found then
@@ -661,7 +662,7 @@ begin
   );
 end
 $$;
-comment on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, timestamptz) is
+comment on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, bigint, timestamptz) is
 'Takes back up to p_amount of what is spendable (paid first), records the clawback and adds the rest to what is owed.';
 
 revoke all on function creditgate_private.require_user() from public, anon, authenticated;
@@ -678,4 +679,4 @@ revoke all on function creditgate_private.spend_credits(uuid, bigint, text, uuid
 revoke all on function creditgate_private.refund_credits(uuid, text, bigint, text, text, jsonb) from public, anon, authenticated;
 revoke all on function creditgate_private.collect_owed(uuid, bigint, bigint, timestamptz) from public, anon, authenticated;
 revoke all on function creditgate_private.owed_paid(creditgate.ledger) from public, anon, authenticated;
-revoke all on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, bigint, timestamptz) from public, anon, authenticated;

@@ -320,7 +320,8 @@ begin
       'refund_id', service_stripe_refund.refund_id, 'payment_id', service_stripe_refund.payment_id,
       'requested', v_request
     ),
-    'refund', service_stripe_refund.payment_id, service_stripe_refund.payment_amount, v_money
+    'refund', service_stripe_refund.payment_id, service_stripe_refund.payment_amount, v_money,
+    service_stripe_refund.credits
   );
 end
 $$;
@@ -406,6 +407,11 @@ declare
   v_given bigint;
   v_entry creditgate.ledger;
   v_balance bigint;
+  v_credits bigint;
+  v_payment_amount bigint;
+  v_money bigint;
+  v_refunds bigint;
+  v_due bigint;
 begin
   perform creditgate_private.check_key(service_stripe_dispute_won.dispute_id, 'dispute_id');
   perform creditgate_private.check_key(service_stripe_dispute_won.payment_id, 'payment_id');
@@ -449,9 +455,18 @@ begin
     );
   end if;
   if v_claw.resolution is not null then
+    -- The balance the win left: after the refunds' catch-up, else after collections for
+    -- other disputes, else after the return itself (nothing returned: the balance now).
     return jsonb_build_object(
       'returned', v_claw.returned, 'cancelled', v_claw.cancelled, 'entry_id', v_entry.id,
-      'balance', coalesce(v_entry.balance_after::bigint, v_balance), 'replayed', true
+      'balance', coalesce(
+        (select l.balance_after::bigint from creditgate.ledger as l
+         where l.idempotency_key = 'stripe:refund-after-won:' || service_stripe_dispute_won.dispute_id),
+        (creditgate_private.owed_paid(v_entry) ->> 'balance')::bigint,
+        v_entry.balance_after::bigint,
+        v_balance
+      ),
+      'replayed', true
     );
   end if;
 
@@ -503,6 +518,36 @@ begin
     -- Returned credits are credits reaching the user: another dispute's debt comes first.
     if creditgate_private.collect_owed(service_stripe_dispute_won.user_id, v_entry.id, v_returned, now()) > 0 then
       v_balance := (creditgate_private.owed_paid(v_entry) ->> 'balance')::bigint;
+    end if;
+  end if;
+  -- Refunds of the payment that arrived while the dispute was open asked for nothing (the
+  -- dispute had asked for everything). Now that it no longer counts, they take their share.
+  select
+    max(c.payment_credits), max(c.payment_amount), max(c.amount_refunded),
+    coalesce(sum(c.requested), 0)
+  into v_credits, v_payment_amount, v_money, v_refunds
+  from creditgate_private.clawbacks as c
+  where c.payment_id = service_stripe_dispute_won.payment_id
+    and c.user_id = service_stripe_dispute_won.user_id
+    and c.kind = 'refund';
+  if v_payment_amount > 0 then
+    v_due := floor(v_credits::numeric * least(v_money, v_payment_amount) / v_payment_amount)::bigint
+      - v_refunds
+      - (select coalesce(sum(c.requested), 0) from creditgate_private.clawbacks as c
+         where c.payment_id = service_stripe_dispute_won.payment_id
+           and c.user_id = service_stripe_dispute_won.user_id
+           and c.kind = 'dispute' and c.resolution is null);
+    if v_due > 0 then
+      v_balance := (creditgate_private.take_clawback(
+        service_stripe_dispute_won.user_id,
+        'stripe:refund-after-won:' || service_stripe_dispute_won.dispute_id, v_hash, v_due,
+        'stripe refund',
+        jsonb_build_object(
+          'dispute_id', service_stripe_dispute_won.dispute_id,
+          'payment_id', service_stripe_dispute_won.payment_id, 'requested', v_due
+        ),
+        'refund', service_stripe_dispute_won.payment_id, v_payment_amount, v_money, v_credits
+      ) ->> 'balance')::bigint;
     end if;
   end if;
   return jsonb_build_object(
