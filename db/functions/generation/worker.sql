@@ -18,10 +18,16 @@
 --   actual_cost defaults to the cost; for chat without one, output.usage.completion_tokens
 --   prices the turn in SQL (chat_actual_cost) and the unused part is refunded.
 --   Idempotent per lease: a replay under the same lease returns the stored result.
+--   A job of a deleted account (creditgate_private.deleted_users) settles too, keeping
+--   nothing personal: no media rows (its files are queued for purge), no output, no error
+--   text; a retryable failure is final (its params are erased); chat usage is not repriced
+--   (the priced params are erased: actual_cost or the charge); what is refunded is
+--   forfeited at once (forfeit:refund:<generation_id>).
 --   Errors: PT400 invalid_request (DETAIL names the outcome field), PT404, PT409 lease_lost.
 -- creditgate.service_reap_expired_leases(now = now()) -> jsonb {requeued, failed, refunded}
 --   Jobs whose worker stopped renewing its lease: re-queued while attempts are left, else
---   failed and refunded in full. Errors: PT400.
+--   failed and refunded in full. A deleted account's job is never re-queued: failed,
+--   refunded, and the refund forfeited. Errors: PT400.
 --
 -- Locking: money-moving paths (settle, reap) lock the user's balance row first
 -- (lock_balance), then the generation row; the reaper locks users in user_id order. Claim
@@ -649,6 +655,7 @@ declare
   v_media jsonb := '[]'::jsonb;
   v_result jsonb;
   v_ttl interval;
+  v_deleted boolean;
 begin
   v_token := creditgate_private.check_lease_args(
     service_settle_generation.generation_id,
@@ -688,6 +695,8 @@ begin
   -- An expired lease the reaper has not taken back yet is still this worker's: its result
   -- is as good as any, and taking it spares the user a retry.
 
+  -- Read under the balance lock, which the account's deletion holds until it commits.
+  v_deleted := creditgate_private.user_deleted(v_generation.user_id);
   v_status := v_outcome ->> 'status';
   v_charge_key := 'charge:' || v_generation.id::text;
   insert into creditgate_private.provider_calls (
@@ -705,13 +714,13 @@ begin
     (v_outcome #>> '{provider,latency_ms}')::integer,
     v_status,
     v_outcome #>> '{error,code}',
-    v_outcome #>> '{error,message}',
+    case when not v_deleted then v_outcome #>> '{error,message}' end,
     v_token
   );
 
   if v_status = 'succeeded' then
     v_actual_cost := (v_outcome ->> 'actual_cost')::bigint;
-    if v_actual_cost is null and v_generation.kind = 'chat'
+    if v_actual_cost is null and v_generation.kind = 'chat' and not v_deleted
        and jsonb_typeof(v_outcome #> '{output,usage,completion_tokens}') = 'number' then
       v_actual_cost := creditgate_private.chat_actual_cost(
         v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::numeric::bigint
@@ -719,6 +728,12 @@ begin
     end if;
     v_actual_cost := coalesce(v_actual_cost, v_generation.cost);
     v_ttl := creditgate_private.media_ttl();
+    -- A deleted account gets no media rows: the uploaded files go straight to the purge.
+    insert into creditgate_private.media_purges (media_id, storage_key)
+    select gen_random_uuid(), e.item ->> 'storage_key'
+    from jsonb_array_elements(v_outcome -> 'media') as e (item)
+    where v_deleted
+    on conflict do nothing;
     with inserted as (
       insert into creditgate.media (
         generation_id, user_id, position, storage_key, content_type, bytes, width, height,
@@ -737,6 +752,7 @@ begin
         (e.item ->> 'duration_seconds')::numeric,
         now() + v_ttl
       from jsonb_array_elements(v_outcome -> 'media') with ordinality as e (item, n)
+      where not v_deleted
       returning id, position, storage_key
     )
     select coalesce(
@@ -751,7 +767,8 @@ begin
         jsonb_build_object('generation_id', v_generation.id, 'actual_cost', v_actual_cost)
       ) ->> 'refunded')::bigint;
     end if;
-  elsif (v_outcome ->> 'retryable')::boolean and v_generation.attempts < v_generation.max_attempts then
+  elsif (v_outcome ->> 'retryable')::boolean and v_generation.attempts < v_generation.max_attempts
+        and not v_deleted then
     v_status := 'queued';
     v_requeued := true;
   else
@@ -759,8 +776,18 @@ begin
     v_refunded := (creditgate_private.refund_credits(
       v_generation.user_id, v_charge_key, v_generation.cost,
       'refund:' || v_generation.id::text, 'generation failed',
-      jsonb_build_object('generation_id', v_generation.id, 'error', v_outcome -> 'error')
+      -- The code only: the ledger is append-only, so no provider text (which may echo the
+      -- prompt) may go there; it could never be erased.
+      jsonb_build_object('generation_id', v_generation.id, 'error', jsonb_build_object(
+        'code', v_outcome #> '{error,code}'
+      ))
     ) ->> 'refunded')::bigint;
+  end if;
+  if v_deleted and v_refunded > 0 then
+    perform creditgate_private.forfeit_credits(
+      v_generation.user_id, 'forfeit:refund:' || v_generation.id::text, 'account deleted',
+      jsonb_build_object('generation_id', v_generation.id)
+    );
   end if;
 
   v_result := jsonb_build_object(
@@ -774,8 +801,11 @@ begin
   update creditgate.generations as g
   set status = v_status,
     actual_cost = v_actual_cost,
-    output = nullif(v_outcome -> 'output', 'null'::jsonb),
-    error = nullif(v_outcome -> 'error', 'null'::jsonb),
+    output = case when not v_deleted then nullif(v_outcome -> 'output', 'null'::jsonb) end,
+    error = case
+      when not v_deleted then nullif(v_outcome -> 'error', 'null'::jsonb)
+      when v_outcome ? 'error' then jsonb_build_object('code', v_outcome #> '{error,code}')
+    end,
     finished_at = case when v_requeued then null else now() end,
     updated_at = now()
   where g.id = v_generation.id;
@@ -815,6 +845,8 @@ declare
   v_requeued integer := 0;
   v_failed integer := 0;
   v_refunded bigint := 0::bigint;
+  v_refund bigint;
+  v_deleted boolean;
 begin
   if service_reap_expired_leases.now is null then
     perform creditgate_private.invalid('now', 'required');
@@ -860,7 +892,9 @@ begin
     update creditgate_private.generation_leases as l
     set lease_owner = null, lease_token = null, lease_expires_at = null
     where l.generation_id = v_generation.id;
-    if v_generation.attempts < v_generation.max_attempts then
+    -- A deleted account's job never runs again (its params are erased).
+    v_deleted := creditgate_private.user_deleted(v_generation.user_id);
+    if v_generation.attempts < v_generation.max_attempts and not v_deleted then
       update creditgate.generations as g
       set status = 'queued',
         error = v_error,
@@ -877,11 +911,18 @@ begin
         updated_at = pg_catalog.now()
       where g.id = v_generation.id;
       perform pg_notify('creditgate_generation_settled', v_generation.id::text);
-      v_refunded := v_refunded + (creditgate_private.refund_credits(
+      v_refund := (creditgate_private.refund_credits(
         v_generation.user_id, 'charge:' || v_generation.id::text, v_generation.cost,
         'refund:' || v_generation.id::text, 'generation failed: worker lease expired',
         jsonb_build_object('generation_id', v_generation.id, 'error', v_error)
       ) ->> 'refunded')::bigint;
+      if v_deleted and v_refund > 0 then
+        perform creditgate_private.forfeit_credits(
+          v_generation.user_id, 'forfeit:refund:' || v_generation.id::text, 'account deleted',
+          jsonb_build_object('generation_id', v_generation.id)
+        );
+      end if;
+      v_refunded := v_refunded + v_refund;
       v_failed := v_failed + 1;
     end if;
   end loop;

@@ -21,6 +21,8 @@ begin
       "description": "true switches off new generations (PT503 maintenance)"},
     "signup_bonus": {"value": 1000,
       "description": "credits granted to each new user (0 = none)"},
+    "anonymous_signup_bonus": {"value": 0,
+      "description": "credits granted to each new anonymous user (auth.users.is_anonymous); the signup bonus waits until the user becomes permanent"},
     "signup_bonus_expires_days": {"value": null,
       "description": "days until the signup bonus expires (null = never)"},
     "plan_daily_caps": {"value": {"free": 20000, "pro": 500000},
@@ -99,6 +101,10 @@ begin
         return 'must be true or false';
       end if;
     when 'signup_bonus' then
+      if not creditgate_private.json_is_int(p_value, 0, 1000000000) then
+        return 'must be an integer between 0 and 1000000000';
+      end if;
+    when 'anonymous_signup_bonus' then
       if not creditgate_private.json_is_int(p_value, 0, 1000000000) then
         return 'must be an integer between 0 and 1000000000';
       end if;
