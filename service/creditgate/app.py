@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TypedDict
 
+import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -26,7 +27,7 @@ from creditgate.api.waiter import GenerationNotifier
 from creditgate.auth import JWTVerifier
 from creditgate.config import Settings
 from creditgate.db import Database
-from creditgate.observability import configure_logging, get_logger
+from creditgate.observability import configure_logging, get_logger, start_metrics_server
 from creditgate.storage import LocalStorage, S3Storage
 from creditgate.wiring import make_storage
 
@@ -100,10 +101,20 @@ def create_app(settings: Settings) -> Starlette:
             await db.open()
             await notifier.start()
             app.state.services = services
+            app.state.metrics_limiter = anyio.CapacityLimiter(1)  # one render at a time
+            stop_metrics = (
+                start_metrics_server(
+                    settings.metrics_host, settings.metrics_port, settings.metrics_token
+                )
+                if settings.metrics_port
+                else None
+            )
             log.info("service_started", storage=settings.storage)
             try:
                 yield {"services": services}
             finally:
+                if stop_metrics is not None:
+                    stop_metrics()
                 await notifier.stop()
                 await db.close()
                 if isinstance(storage, S3Storage):

@@ -131,6 +131,16 @@ class Settings:
         default_factory=lambda: _int("CREDITGATE_MAX_BODY_BYTES", 1024 * 1024)
     )
 
+    # /metrics: with `metrics_port` set it is served only on metrics_host:metrics_port (a
+    # listener of its own, off the public port); with `metrics_token` set a scrape must send
+    # `Authorization: Bearer <token>`, on whichever listener serves it.
+    metrics_host: str = field(default_factory=lambda: _env("CREDITGATE_METRICS_HOST", "127.0.0.1"))
+    metrics_port: int = field(default_factory=lambda: _int("CREDITGATE_METRICS_PORT", 0))
+    metrics_token: str = field(default_factory=lambda: _env("CREDITGATE_METRICS_TOKEN"))
+
+    # JWT clock-skew allowance, seconds, applied to exp, nbf and iat.
+    jwt_leeway: int = field(default_factory=lambda: _int("CREDITGATE_JWT_LEEWAY", 30))
+
 
 def load_dev_env(path: Path | None = None) -> dict[str, str]:
     """Create (once) and load the dev secrets of the embedded default into os.environ.

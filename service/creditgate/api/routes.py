@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import anyio
+import anyio.to_thread
 from psycopg.types.json import Jsonb
 from starlette.responses import Response
 
@@ -19,6 +21,7 @@ from creditgate.api import queries, schemas
 from creditgate.api.errors import error_response, invalid
 from creditgate.api.framework import Ctx, Header, Operation, json, read_body
 from creditgate.api.waiter import TERMINAL, wait_for_terminal
+from creditgate.auth import AuthError
 from creditgate.db import ApiError, Arg
 from creditgate.observability import (
     GENERATION_REJECTIONS,
@@ -26,6 +29,7 @@ from creditgate.observability import (
     METRICS_CONTENT_TYPE,
     bind,
     get_logger,
+    metrics_token_ok,
     render_metrics,
 )
 from creditgate.stripe_webhooks import StripeSignatureError, handle_event, verify_event
@@ -284,8 +288,20 @@ async def readyz(ctx: Ctx) -> Response:
 
 
 async def metrics(ctx: Ctx) -> Response:
-    """Prometheus metrics (text exposition format)."""
-    return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
+    """Prometheus metrics (text exposition format).
+
+    Not served here when a metrics listener of its own is configured; bearer token required
+    when one is configured. Rendered in a worker thread, one scrape at a time, so a large
+    registry never holds up the event loop.
+    """
+    settings = ctx.services.settings
+    if settings.metrics_port:
+        raise ApiError(404, "not_found", "No such resource.")
+    if not metrics_token_ok(ctx.request.headers.get("authorization"), settings.metrics_token):
+        raise AuthError("invalid_token", "metrics token")
+    limiter = ctx.request.app.state.metrics_limiter
+    body = await anyio.to_thread.run_sync(render_metrics, limiter=limiter)
+    return Response(body, media_type=METRICS_CONTENT_TYPE)
 
 
 async def openapi(ctx: Ctx) -> Response:
