@@ -67,6 +67,11 @@ def _verifier(settings: Settings, http: httpx.AsyncClient) -> JWTVerifier:
         jwks_url=settings.jwks_url or None,
         http=http,
         issuer=settings.jwt_issuer or None,
+        leeway=settings.jwt_leeway,
+        jwks_ttl=settings.jwks_ttl,
+        jwks_timeout=settings.jwks_timeout,
+        # Never wait longer than a key set's lifetime between two fetch attempts.
+        jwks_min_refresh_interval=min(30.0, settings.jwks_ttl),
     )
 
 

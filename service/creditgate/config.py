@@ -140,6 +140,10 @@ class Settings:
 
     # JWT clock-skew allowance, seconds, applied to exp, nbf and iat.
     jwt_leeway: int = field(default_factory=lambda: _int("CREDITGATE_JWT_LEEWAY", 30))
+    # JWKS: seconds a fetched key set is fresh (then refreshed in the background while its
+    # keys stay in use), and the longest a fetch may take in all.
+    jwks_ttl: float = field(default_factory=lambda: _float("CREDITGATE_JWKS_TTL", 600.0))
+    jwks_timeout: float = field(default_factory=lambda: _float("CREDITGATE_JWKS_TIMEOUT", 3.0))
 
 
 def load_dev_env(path: Path | None = None) -> dict[str, str]:
