@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute
 from creditgate.api import OPERATIONS, Services
 from creditgate.api.errors import exception_handlers
 from creditgate.api.framework import to_route
+from creditgate.api.limits import AnonymousLimitMiddleware, HttpLimits
 from creditgate.api.middleware import RequestContextMiddleware
 from creditgate.api.openapi import ExtraRoute, build_openapi
 from creditgate.api.waiter import GenerationNotifier
@@ -52,6 +53,7 @@ _MEDIA_FILES = ExtraRoute(
             "200": {"description": "The object", "content": {"*/*": {}}},
             "403": {"description": "Bad or expired signature"},
             "404": {"description": "No such object"},
+            "429": {"description": "Too many requests from this address"},
         },
     },
 )
@@ -85,6 +87,8 @@ def create_app(settings: Settings) -> Starlette:
         routes.append(storage.route())
         extra.append(_MEDIA_FILES)
 
+    limits = HttpLimits.from_settings(settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         db = Database(
@@ -102,6 +106,7 @@ def create_app(settings: Settings) -> Starlette:
                 storage=storage,
                 verifier=_verifier(settings, http),
                 notifier=notifier,
+                limits=limits,
             )
             await db.open()
             await notifier.start()
@@ -128,7 +133,10 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContextMiddleware, settings=settings)],
+        middleware=[
+            Middleware(RequestContextMiddleware, settings=settings),
+            Middleware(AnonymousLimitMiddleware, settings=settings, limits=limits),
+        ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from creditgate.api import queries, schemas
 from creditgate.api.errors import error_response, invalid
 from creditgate.api.framework import Ctx, Header, Operation, json, read_body
+from creditgate.api.limits import rate_limited
 from creditgate.api.waiter import TERMINAL, wait_for_terminal
 from creditgate.auth import AuthError
 from creditgate.db import ApiError, Arg
@@ -102,6 +103,17 @@ async def create_generation(ctx: Ctx) -> Response:
     wait = ctx.query(schemas.WaitQuery).wait
     key = ctx.header(IDEMPOTENCY_KEY.name)
     bind(model=body.model_id, idempotency_key=key)
+    limits, settings = ctx.services.limits, ctx.services.settings
+    user_id = ctx.user.user_id
+    answered = (user_id, key) in limits.answered
+    if answered:  # a retry of a request this process answered: a replay, limited here
+        retry = limits.replays.take(user_id)
+        if retry > 0:
+            details, headers = rate_limited("replays", retry)
+            log.info("replay_rate_limited")
+            raise ApiError(
+                429, "rate_limited", "Too many retries of one request.", details, None, headers
+            )
     try:
         result = await ctx.call(
             "request_generation",
@@ -117,21 +129,31 @@ async def create_generation(ctx: Ctx) -> Response:
         raise
     generation_id = UUID(str(result["generation_id"]))
     replayed = result.get("replayed") is True
+    if replayed and not answered:
+        limits.replays.take(user_id)
+    limits.answered.add((user_id, key))
     bind(generation_id=str(generation_id), cost=result.get("cost"), status=result.get("status"))
     if not replayed:
         GENERATIONS_CREATED.labels(body.model_id, str(result.get("status"))).inc()
     log.info("generation_requested", replayed=replayed)
     if wait is not None:
-        timeout = min(wait, ctx.services.settings.wait_max_seconds)
+        timeout = min(wait, settings.wait_max_seconds)
         if result.get("status") not in TERMINAL and timeout > 0:
-            await wait_for_terminal(
-                ctx.services.notifier,
-                generation_id,
-                lambda: queries.generation_status(
-                    ctx.services.db, ctx.user.claims, ctx.headers, generation_id
-                ),
-                timeout,
-            )
+            notifier = ctx.services.notifier
+            with notifier.wait_slot(
+                user_id, per_user=settings.wait_per_user, max_open=settings.wait_max_open
+            ) as slot:
+                if slot:  # else too many open waits: answer now with the current state
+                    await wait_for_terminal(
+                        notifier,
+                        generation_id,
+                        lambda: queries.generation_status(
+                            ctx.services.db, ctx.user.claims, ctx.headers, generation_id
+                        ),
+                        timeout,
+                    )
+                else:
+                    log.info("wait_refused", open_waits_capped=True)
         detail = await _generation_detail(ctx, generation_id)
         result = {**result, "status": detail["status"], "generation": detail}
         bind(status=detail["status"])
@@ -321,7 +343,7 @@ OPERATIONS: Sequence[Operation] = (
         "catalog",
         auth="none",
         responses={200: _E.ModelList},
-        errors=(500,),
+        errors=(429, 500),
     ),
     Operation(
         "POST",
@@ -332,7 +354,7 @@ OPERATIONS: Sequence[Operation] = (
         auth="optional",
         body=_E.QuoteRequest,
         responses={200: _E.Quote},
-        errors=(400, 401, 404, 500, 503),
+        errors=(400, 401, 404, 429, 500, 503),
     ),
     Operation(
         "POST",
@@ -497,6 +519,7 @@ OPERATIONS: Sequence[Operation] = (
         "operations",
         auth="none",
         responses={200: None},
+        errors=(401, 404),
         content_type="text/plain",
     ),
     Operation(
