@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from creditgate.api.limits import RecentKeys, TokenBuckets, rate_limited
+from creditgate.api.limits import RecentKeys, TokenBuckets, _bucket_of, rate_limited
 from creditgate.api.waiter import GenerationNotifier
 
 
@@ -39,12 +39,23 @@ def test_bucket_table_is_bounded() -> None:
 
 def test_recent_keys_are_bounded_and_forget_the_oldest() -> None:
     keys = RecentKeys(max_keys=3)
-    for key in ("a", "b", "c"):
+    a, b, c, d = (("user", k) for k in "abcd")
+    for key in (a, b, c):
         keys.add(key)
-    keys.add("a")  # seen again: now the most recent
-    keys.add("d")
-    assert "a" in keys and "c" in keys and "d" in keys
-    assert "b" not in keys
+    keys.add(a)  # seen again: now the most recent
+    keys.add(d)
+    assert a in keys and c in keys and d in keys
+    assert b not in keys
+    assert ("other-user", "a") not in keys
+    keys.add(("u", "x" * 255))
+    assert len(keys) == 3
+
+
+def test_ipv6_clients_share_a_bucket_per_64() -> None:
+    assert _bucket_of("2001:db8:1:2:aaaa::1") == _bucket_of("2001:db8:1:2:ffff::9")
+    assert _bucket_of("2001:db8:1:2::1") != _bucket_of("2001:db8:1:3::1")
+    assert _bucket_of("198.51.100.1") != _bucket_of("198.51.100.2")
+    assert _bucket_of(None) == "unknown"
 
 
 def test_rate_limited_rounds_up_to_whole_seconds() -> None:

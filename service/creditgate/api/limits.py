@@ -22,6 +22,8 @@ full, as it would be anyway after ``burst / rate`` seconds of quiet).
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -89,20 +91,30 @@ class TokenBuckets:
 
 
 class RecentKeys:
-    """The most recent ``max_keys`` keys seen (a bounded set, least recently seen forgotten)."""
+    """The most recent ``max_keys`` (user, key) pairs seen, kept as digests (a bounded set;
+    the least recently seen is forgotten)."""
 
     def __init__(self, max_keys: int = _MAX_KEYS) -> None:
         self.max_keys = max_keys
-        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+        self._keys: OrderedDict[bytes, None] = OrderedDict()
 
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._keys
+    @staticmethod
+    def _digest(key: tuple[str, str]) -> bytes:
+        # 16 bytes per entry whatever the key's length (idempotency keys go up to 255).
+        return hashlib.blake2b("\0".join(key).encode(), digest_size=16).digest()
 
-    def add(self, key: Hashable) -> None:
-        self._keys[key] = None
-        self._keys.move_to_end(key)
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return self._digest(key) in self._keys
+
+    def add(self, key: tuple[str, str]) -> None:
+        key_digest = self._digest(key)
+        self._keys[key_digest] = None
+        self._keys.move_to_end(key_digest)
         while len(self._keys) > self.max_keys:
             self._keys.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,16 @@ def rate_limited(scope: str, wait: float) -> tuple[dict[str, object], dict[str, 
     return {"scope": scope, "retry_after_seconds": seconds}, {"Retry-After": str(seconds)}
 
 
+def _bucket_of(address: str | None) -> str:
+    """The bucket of a client address: IPv4 as is, IPv6 by its /64 (one subscriber's
+    network, whose 2^64 addresses would otherwise each get a fresh bucket)."""
+    if address is None:
+        return "unknown"
+    if ":" in address:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return address
+
+
 class AnonymousLimitMiddleware:
     """Per-client-address token buckets in front of the routes that need no token."""
 
@@ -136,8 +158,7 @@ class AnonymousLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(ANONYMOUS_PREFIXES):
-            address = client_ip(scope, self.settings) or "unknown"
-            wait = self.limits.anonymous.take(address)
+            wait = self.limits.anonymous.take(_bucket_of(client_ip(scope, self.settings)))
             if wait > 0:
                 details, headers = rate_limited("ip", wait)
                 response = error_response(
