@@ -97,7 +97,10 @@ async def create_generation(ctx: Ctx) -> Response:
 
     201 when created, 200 when the Idempotency-Key replays an earlier request (no new
     charge). With ``?wait=<seconds>`` the response waits (up to a server cap) for the
-    generation to finish and includes it with signed media URLs.
+    generation to finish and includes it with signed media URLs; a user with too many open
+    waits (or a process with too many) gets that answer at once, with the current state.
+    Retries of a key this process answered are limited per user (429 ``rate_limited``,
+    scope ``replays``): replays skip the database's rate limits.
     """
     body = ctx.body(schemas.GenerationRequest)
     wait = ctx.query(schemas.WaitQuery).wait
