@@ -69,7 +69,7 @@ def test_limit_concurrency_sheds_load_past_the_limit(
             shed_seconds = time.monotonic() - started
             statuses = [f.result(timeout=30) for f in held]
         assert shed.status_code == 503, shed.text
-        assert shed_seconds < 1.0
+        assert shed_seconds < 2.0
         assert statuses == [201, 201, 201]
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
     finally:

@@ -133,10 +133,10 @@ def test_hanging_jwks_does_not_stall_cached_keys(
     tmp_path: Path,
 ) -> None:
     jwks_url, state = jwks_server
-    settings = settings_for(module_db, tmp_path, jwks_url=jwks_url, jwks_ttl=1.0, jwks_timeout=2.0)
+    settings = settings_for(module_db, tmp_path, jwks_url=jwks_url, jwks_ttl=1.0, jwks_timeout=3.0)
     with running(settings) as url:
         assert status(url, es256_token(user)) == (200, None)  # fetched and cached
-        state.hang_seconds = 6.0
+        state.hang_seconds = 8.0
         try:
             time.sleep(1.2)  # the cached set is now due for a refresh
             hits = state.hits
@@ -145,7 +145,7 @@ def test_hanging_jwks_does_not_stall_cached_keys(
                 started = time.monotonic()
                 assert status(url, es256_token(user)) == (200, None)
                 timings.append(time.monotonic() - started)
-            assert max(timings) < 0.5, timings
+            assert max(timings) < 1.5, timings  # a stalled one takes 3 s
             # An unknown kid waits for the (hanging) fetch, at most the JWKS timeout, while
             # requests with the cached kid keep flowing.
             unknown: dict[str, Any] = {}
@@ -161,10 +161,10 @@ def test_hanging_jwks_does_not_stall_cached_keys(
             time.sleep(0.2)
             started = time.monotonic()
             assert status(url, es256_token(user)) == (200, None)
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < 1.5
             thread.join(timeout=15)
             assert unknown["result"][0] == 401
-            assert unknown["seconds"] < 4.0, unknown
+            assert unknown["seconds"] < 5.5, unknown
             assert state.hits > hits  # a refresh was attempted in the background
         finally:
             state.hang_seconds = 0.0

@@ -24,7 +24,7 @@ import pytest
 
 from creditgate.api import queries
 from tests import dbutil
-from tests.service.apiutil import auth, create_user, running, seed_models, settings_for
+from tests.service.apiutil import auth, create_user, running, scalar, seed_models, settings_for
 
 IMG = {"model_id": "img-test", "params": {"prompt": "a lighthouse at dusk"}}
 
@@ -43,6 +43,21 @@ def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     return response, time.monotonic() - started
 
 
+def until_created(db: dbutil.TestDatabase, users: list[str]) -> None:
+    """Wait until these users' generations exist (one per entry): their waits open next."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        counts = {u: scalar(db, GENERATIONS_OF, [u]) for u in set(users)}
+        if all(counts[u] >= users.count(u) for u in users):
+            time.sleep(0.3)  # from the insert's commit to the open wait: no query, no await
+            return
+        time.sleep(0.05)
+    raise AssertionError("the held requests were not created")
+
+
+GENERATIONS_OF = "select count(*) from creditgate.generations where user_id = %s"
+
+
 @pytest.fixture
 def seeded(db: dbutil.TestDatabase) -> dbutil.TestDatabase:
     seed_models(db)
@@ -53,20 +68,20 @@ def test_per_user_cap_answers_extra_waits_at_once(
     seeded: dbutil.TestDatabase, tmp_path: Path
 ) -> None:
     alice, bob = create_user(seeded), create_user(seeded)
-    settings = settings_for(seeded, tmp_path, wait_max_seconds=3.0, wait_per_user=2)
+    settings = settings_for(seeded, tmp_path, wait_max_seconds=5.0, wait_per_user=2)
     with running(settings) as url, ThreadPoolExecutor(4) as pool:
-        held = [pool.submit(timed, lambda: post(url, alice, wait=3)) for _ in range(2)]
-        time.sleep(0.8)  # both waits are open now
-        extra, extra_seconds = timed(lambda: post(url, alice, wait=3))
+        held = [pool.submit(timed, lambda: post(url, alice, wait=5)) for _ in range(2)]
+        until_created(seeded, [alice, alice])  # both waits are open now
+        extra, extra_seconds = timed(lambda: post(url, alice, wait=5))
         other, other_seconds = timed(lambda: post(url, bob, wait=1))
         results = [f.result(timeout=30) for f in held]
     assert extra.status_code == 201, extra.text
-    assert extra_seconds < 1.0, extra_seconds
+    assert extra_seconds < 2.5, extra_seconds  # it would wait 5 s
     body = extra.json()
     assert body["status"] == "queued" and body["generation"]["status"] == "queued"
     assert other.status_code == 201 and other_seconds >= 0.9  # the cap is Alice's, not Bob's
     for response, seconds in results:
-        assert response.status_code == 201 and seconds >= 2.5  # these did wait
+        assert response.status_code == 201 and seconds >= 4.5  # these did wait
 
 
 def test_global_cap_answers_extra_waits_at_once(
@@ -74,18 +89,18 @@ def test_global_cap_answers_extra_waits_at_once(
 ) -> None:
     users = [create_user(seeded) for _ in range(3)]
     settings = settings_for(
-        seeded, tmp_path, wait_max_seconds=3.0, wait_per_user=5, wait_max_open=2
+        seeded, tmp_path, wait_max_seconds=5.0, wait_per_user=5, wait_max_open=2
     )
     with running(settings) as url, ThreadPoolExecutor(3) as pool:
-        held = [pool.submit(timed, lambda u=u: post(url, u, wait=3)) for u in users[:2]]
-        time.sleep(0.8)
-        extra, extra_seconds = timed(lambda: post(url, users[2], wait=3))
+        held = [pool.submit(timed, lambda u=u: post(url, u, wait=5)) for u in users[:2]]
+        until_created(seeded, users[:2])
+        extra, extra_seconds = timed(lambda: post(url, users[2], wait=5))
         results = [f.result(timeout=30) for f in held]
         # Once they are done, waiting works again.
         later, later_seconds = timed(lambda: post(url, users[2], wait=1))
-    assert extra.status_code == 201 and extra_seconds < 1.0, extra_seconds
+    assert extra.status_code == 201 and extra_seconds < 2.5, extra_seconds
     assert extra.json()["generation"]["status"] == "queued"
-    assert all(seconds >= 2.5 for _, seconds in results)
+    assert all(seconds >= 4.5 for _, seconds in results)
     assert later.status_code == 201 and later_seconds >= 0.9
 
 
@@ -166,5 +181,5 @@ def test_replay_flood_is_refused_at_once(seeded: dbutil.TestDatabase, tmp_path: 
             balance = client.get("/v1/balance")
             balance_seconds = time.monotonic() - started
     assert statuses.count(429) >= 37, statuses
-    assert flood_seconds < 1.0 + 2 * 0.5 + 3.0, flood_seconds  # only the burst waited
+    assert flood_seconds < 8.0, flood_seconds  # 40 waits of 0.5 s would take 20 s
     assert balance.status_code == 200 and balance_seconds < 1.0

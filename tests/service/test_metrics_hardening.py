@@ -83,7 +83,7 @@ class SlowCollector:
 
 
 def test_slow_scrape_does_not_block_healthz(url: str) -> None:
-    slow = SlowCollector(2.0)
+    slow = SlowCollector(3.0)
     REGISTRY.register(slow)
     try:
         scrape: dict[str, float] = {}
@@ -102,8 +102,8 @@ def test_slow_scrape_does_not_block_healthz(url: str) -> None:
         thread.join(timeout=30)
     finally:
         REGISTRY.unregister(slow)
-    assert scrape["seconds"] >= 2.0  # the scrape really was slow
-    assert healthz < 1.0, f"/healthz took {healthz:.2f}s behind a scrape"
+    assert scrape["seconds"] >= 3.0  # the scrape really was slow
+    assert healthz < 1.5, f"/healthz took {healthz:.2f}s behind a scrape"
 
 
 def test_metrics_token_required_when_configured(
