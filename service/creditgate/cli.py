@@ -311,6 +311,9 @@ def serve_cmd(
         access_log=False,
         log_config=None,
         lifespan="on",
+        # Past this many connections and tasks uvicorn answers 503 at once (long-polls hold
+        # connections open: without a ceiling they could starve every other request).
+        limit_concurrency=settings.limit_concurrency or None,
     )
 
 
