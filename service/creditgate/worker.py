@@ -45,7 +45,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import psycopg
 from PIL import Image
 from prometheus_client import start_http_server
@@ -53,6 +52,7 @@ from prometheus_client import start_http_server
 from creditgate import wiring
 from creditgate.config import Settings
 from creditgate.db import ApiError, Arg, Database
+from creditgate.netpolicy import NetPolicy, guarded_client
 from creditgate.observability import (
     GENERATIONS_SETTLED,
     PROVIDER_ERRORS,
@@ -361,9 +361,7 @@ class Worker:
                     # job that committed just after this claim (having seen one that this
                     # claim, or another worker's, then took) sent no signal: look again
                     # shortly, and keep looking while that finds work.
-                    asyncio.get_running_loop().call_later(
-                        RECLAIM_AFTER_SECONDS, self._second_look
-                    )
+                    asyncio.get_running_loop().call_later(RECLAIM_AFTER_SECONDS, self._second_look)
             # Without a listening connection nothing wakes us: poll briskly until it is back.
             idle = self.idle_poll_seconds if self.listening.is_set() else UNLISTENED_POLL_SECONDS
             with contextlib.suppress(TimeoutError):
@@ -782,7 +780,10 @@ async def run_worker(
         else None
     )
     try:
-        async with httpx.AsyncClient() as http:
+        # Provider traffic goes through the outbound address policy: each request carries its
+        # job's policy (trusted endpoint origin, allow_local_urls) and connects to the
+        # address that policy checked.
+        async with guarded_client(NetPolicy()) as http:
             worker = Worker(
                 settings,
                 db,
