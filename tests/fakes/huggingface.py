@@ -38,7 +38,7 @@ class FakeHuggingFace(FakeProvider):
             return Response(b"", media_type="image/png")
         if self.faults.huge_body:
             return self.huge(self.faults.huge_body, tiny_png("huge")[:33])
-        if wants_video(model, body):
+        if wants_video(model, body) and self.faults.output_bytes is None:
             data, media_type = FAKE_MP4, "video/mp4"
         else:
             data, media_type = self.image(str(body["inputs"])[:100])
