@@ -72,6 +72,7 @@ from creditgate.providers import (
     ProviderJob,
     ProviderResult,
 )
+from creditgate.providers.base import public_message
 from creditgate.storage import NotFound, S3Storage, Storage, StorageError
 
 __all__ = ["CHANNEL", "ClaimedJob", "Worker", "media_info", "run_worker"]
@@ -88,6 +89,7 @@ LISTEN_RETRY_MAX_SECONDS = 5.0
 RECLAIM_AFTER_SECONDS = 0.5  # a second look after every claim that found work
 UNLISTENED_POLL_SECONDS = 2.0  # claim polling while the LISTEN connection is down
 MAX_OUTPUTS = 16  # service_settle_generation accepts at most 16 media per generation
+DETAIL_LIMIT = 4000  # provider text kept in provider_calls (redacted before it is cut)
 
 # Failure codes the worker reports besides the gateway's provider codes.
 STORAGE_ERROR = "storage_error"  # reading the input or writing an output failed
@@ -191,11 +193,18 @@ def failed(
     *,
     retryable: bool,
     provider: Mapping[str, Any] | None = None,
+    detail: str | None = None,
 ) -> dict[str, Any]:
+    """A failed outcome. `message` is client-readable (generations.error): a fixed sentence,
+    never provider text. `detail` (the provider's text, already redacted) goes to
+    provider_calls only."""
+    error = {"code": code, "message": message[:500]}
+    if detail:
+        error["detail"] = detail[:DETAIL_LIMIT]
     outcome: dict[str, Any] = {
         "status": "failed",
         "retryable": retryable,
-        "error": {"code": code, "message": message[:500]},
+        "error": error,
         "media": [],
     }
     if provider is not None:
@@ -502,7 +511,13 @@ class Worker:
                 http_status=summary["http_status"],
                 attempts=len(exc.attempts),
             )
-            return failed(exc.code, exc.message, retryable=exc.retryable, provider=summary)
+            return failed(
+                exc.code,
+                public_message(exc.code),
+                retryable=exc.retryable,
+                provider=summary,
+                detail=exc.message,
+            )
         self._observe(job, result.attempts)
         summary = provider_summary(result.attempts, provider_job.provider)
         self.log.info(
@@ -519,7 +534,13 @@ class Worker:
         except OutputRejected as exc:
             # Not what the model may return: stored nowhere, refunded in full by SQL.
             self.log.warning("output refused", error_code=exc.code, error=exc.message)
-            return failed(exc.code, exc.message, retryable=False, provider=summary)
+            return failed(
+                exc.code,
+                public_message(exc.code),
+                retryable=False,
+                provider=summary,
+                detail=exc.message,
+            )
 
         try:
             media = await self._upload(run, outputs)

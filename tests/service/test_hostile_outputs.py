@@ -235,3 +235,30 @@ def test_stored_video_dimensions_are_recorded(db: dbutil.TestDatabase, tmp_path:
     assert float(media["duration_seconds"]) == 4.0
     stored = (tmp_path / "media" / media["storage_key"]).read_bytes()
     assert b"udta" not in stored and b"safetensors" not in stored
+
+
+# --- item 2: clients read a code and a fixed sentence, provider_calls the redacted text -----
+
+
+def test_provider_text_stays_out_of_the_generation(
+    db: dbutil.TestDatabase, tmp_path: Path
+) -> None:
+    # The key straddles character 300, where the old code cut before redacting.
+    text = "CUDA OOM on node gpu-7.internal " + "." * 268 + KEY_A + " " + "y" * 500
+    with fake(FakeHuggingFace, always_status=500, error_text=text) as provider:
+        route_to(db, "img-test", provider, max_attempts=1)
+        user = new_user(db)
+        row, files = run_job(db, tmp_path, user)
+    gid = str(row["id"])
+    assert row["status"] == "failed", row
+    assert row["error"] == {"code": "server_error", "message": "the provider failed"}
+    assert files == []
+    calls = provider_calls(db, gid)
+    assert calls and all(c["error_code"] == "server_error" for c in calls)
+    for call in calls:
+        message = call["error_message"]
+        assert "CUDA OOM on node gpu-7.internal" in message
+        assert "/models/org/model" in message  # the endpoint path: operators only
+        assert "[redacted]" in message
+        assert KEY_A[:6] not in message
+    check_money(db, user, charged={gid: IMG_COST}, refunded={gid: IMG_COST})

@@ -36,6 +36,29 @@ ERROR_CODES = frozenset(
         "invalid_output",
     }
 )
+# What a client may read about a provider failure (generations.error.message): one fixed
+# sentence per code. The provider's own text (endpoint paths, model names, node names, echoed
+# keys) goes to provider_calls and the logs only, redacted (DESIGN §4).
+PUBLIC_MESSAGES = {
+    "timeout": "the provider did not answer in time",
+    "rate_limited": "the provider is busy; try again later",
+    "server_error": "the provider failed",
+    "bad_request": "the provider refused the request",
+    "unauthorized": "the model is temporarily unavailable",
+    "empty_output": "the provider returned no output",
+    "network": "the provider could not be reached",
+    "provider_failed": "the provider failed",
+    "not_configured": "the model is temporarily unavailable",
+    "blocked_url": "the provider returned an output that cannot be fetched",
+    "too_large": "the output exceeds the model's limits",
+    "invalid_output": "the provider returned an invalid output",
+}
+
+
+def public_message(code: str) -> str:
+    return PUBLIC_MESSAGES.get(code, "the generation failed")
+
+
 # Codes worth another try at the same provider: the request may well succeed next time.
 RETRYABLE_CODES = frozenset({"timeout", "rate_limited", "server_error", "network"})
 
