@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from creditgate.media import sniff
+
 if TYPE_CHECKING:
     from creditgate.providers.call import Call
 
@@ -186,19 +188,7 @@ class Adapter(Protocol):
 
 def sniff_content_type(data: bytes) -> str | None:
     """MIME type from the file's magic bytes, for the formats generation providers return."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[4:8] == b"ftyp":
-        return "video/quicktime" if data[8:12] == b"qt  " else "video/mp4"
-    if data.startswith(b"\x1a\x45\xdf\xa3"):
-        return "video/webm"
-    return None
+    return sniff(data)
 
 
 def media_type(data: bytes) -> str:
