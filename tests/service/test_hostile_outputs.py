@@ -36,8 +36,11 @@ from tests.service.test_worker import (
     new_user,
     provider_calls,
     route,
+    runner_url,
     seed,
 )
+
+__all__ = ["runner_url"]  # the real runner, a module-scoped fixture of test_worker.py
 
 HTML = b"<html><body><script>alert(document.cookie)</script></body></html>"
 
@@ -220,6 +223,24 @@ def test_stored_png_is_stripped_and_measured(db: dbutil.TestDatabase, tmp_path: 
     for marker in (b"tEXt", b"iTXt", b"zTXt", b"eXIf", b"safetensors"):
         assert marker not in stored
     check_money(db, user, charged={gid: IMG_COST}, refunded={})
+
+
+def test_the_runners_parameters_chunk_is_not_stored(
+    db: dbutil.TestDatabase, tmp_path: Path, runner_url: str
+) -> None:
+    """The real runner writes A1111's `parameters` text chunk (LoRA sources, the provider
+    model; see test_runner.py); the stored file has none of it."""
+    seed(db, runner_url)
+    user = new_user(db)
+    row, files = run_job(db, tmp_path, user)
+    assert row["status"] == "succeeded", row
+    [media] = media_rows(db, str(row["id"]))
+    assert files == [media["storage_key"]]
+    stored = (tmp_path / "media" / media["storage_key"]).read_bytes()
+    assert b"tEXt" not in stored and b"parameters" not in stored
+    assert (media["width"], media["height"]) == (512, 512)
+    with Image.open(io.BytesIO(stored)) as image:
+        assert "parameters" not in image.info
 
 
 def test_stored_video_dimensions_are_recorded(db: dbutil.TestDatabase, tmp_path: Path) -> None:
