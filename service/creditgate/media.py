@@ -13,14 +13,15 @@ worker runs :func:`inspect_output` on each output, in a thread:
    `udta`/`meta` boxes (turned into zeroed `free` boxes of the same size, so chunk
    offsets stay valid). Written
    here rather than by re-encoding with Pillow because a re-encode changes JPEG pixels and
-   GIF palettes, and would have to decode every frame of an animation.
+   GIF palettes, and would have to decode every frame of an animation. WebM `Tags` become
+   zeroed `Void` elements of the same length.
 3. **Bombs refused before decoding:** the header's dimensions are checked against the
    model's limits (`max_width`, `max_height`, `max_pixels` of ``creditgate.models``) and a
    hard cap, Pillow's decompression-bomb check is an error, frames are counted only up to a
    cap (never every frame of a GIF), the pixels decoded over all frames are capped, and
    decoding stops at a deadline.
 4. **Dimensions recorded** for every output: width and height (images from Pillow, MP4 from
-   its track header), and the duration of animations and MP4s.
+   its track header, WebM from its video track), and the duration of animations and videos.
 
 A failure raises :class:`OutputRejected` with code ``invalid_output`` (not the media it
 claims, undecodable) or ``too_large`` (over a limit); the worker settles the job failed,
@@ -245,10 +246,88 @@ def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int,
         pos += size
 
 
+def _vint(data: bytes, pos: int, *, marker: bool) -> tuple[int, int]:
+    """An EBML variable-length integer at pos: (value, length). With `marker` the length
+    bits stay in (element IDs); without, an all-ones value means unknown (-1)."""
+    first = data[pos]
+    length = 8 - first.bit_length() + 1
+    if length > 8:
+        raise OutputRejected("invalid_output", "malformed WebM element")
+    value = int.from_bytes(data[pos : pos + length], "big")
+    if len(data) < pos + length:
+        raise OutputRejected("invalid_output", "truncated WebM element")
+    if marker:
+        return value, length
+    bits = 7 * length
+    value &= (1 << bits) - 1
+    return (-1 if value == (1 << bits) - 1 else value), length
+
+
+def _ebml(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """EBML elements in data[start:end]: (id, element start, data start, data end)."""
+    pos = start
+    while pos < end:
+        ident, id_len = _vint(data, pos, marker=True)
+        size, size_len = _vint(data, pos + id_len, marker=False)
+        body = pos + id_len + size_len
+        stop = end if size < 0 else min(body + size, end)
+        yield ident, pos, body, stop
+        pos = stop
+
+
+_SEGMENT, _INFO, _TRACKS, _TRACK, _VIDEO, _TAGS = (
+    0x18538067,
+    0x1549A966,
+    0x1654AE6B,
+    0xAE,
+    0xE0,
+    0x1254C367,
+)
+
+
+def _webm_info(data: bytes) -> tuple[int | None, int | None, float | None]:
+    """PixelWidth/PixelHeight of the first video track and Info's Duration."""
+    width = height = None
+    duration = None
+    for ident, _, body, end in _ebml(data, 0, len(data)):
+        if ident != _SEGMENT:
+            continue
+        for sub, _, sub_body, sub_end in _ebml(data, body, end):
+            if sub == _INFO:
+                scale, ticks = 1_000_000, None
+                for leaf, _, leaf_body, leaf_end in _ebml(data, sub_body, sub_end):
+                    raw = data[leaf_body:leaf_end]
+                    if leaf == 0x2AD7B1 and raw:
+                        scale = int.from_bytes(raw, "big")
+                    elif leaf == 0x4489 and len(raw) in (4, 8):
+                        ticks = struct.unpack(">f" if len(raw) == 4 else ">d", raw)[0]
+                if ticks is not None and ticks == ticks:  # not NaN
+                    duration = round(ticks * scale / 1e9, 3)
+            elif sub == _TRACKS and width is None:
+                for track, _, track_body, track_end in _ebml(data, sub_body, sub_end):
+                    if track != _TRACK or width is not None:
+                        continue
+                    for leaf, _, leaf_body, leaf_end in _ebml(data, track_body, track_end):
+                        if leaf != _VIDEO:
+                            continue
+                        for px, _, px_body, px_end in _ebml(data, leaf_body, leaf_end):
+                            value = int.from_bytes(data[px_body:px_end], "big")
+                            if px == 0xB0:
+                                width = value
+                            elif px == 0xBA:
+                                height = value
+    if duration is not None and not 0 <= duration <= 86400:
+        duration = None
+    return width or None, height or None, duration
+
+
 def _video_info(data: bytes, content_type: str) -> tuple[int | None, int | None, float | None]:
-    """Width, height and duration of an MP4/QuickTime file from moov (WebM: unknown)."""
+    """Width, height and duration: MP4/QuickTime from moov, WebM from its Segment."""
     if content_type == "video/webm":
-        return None, None, None
+        try:
+            return _webm_info(data)
+        except (IndexError, struct.error) as exc:
+            raise OutputRejected("invalid_output", "malformed WebM") from exc
     width = height = None
     duration = None
     for kind, _, body, end in _boxes(data, 0, len(data)):
@@ -307,6 +386,7 @@ def strip_metadata(data: bytes, content_type: str) -> bytes:
         "image/webp": _strip_webp,
         "video/mp4": _strip_mp4,
         "video/quicktime": _strip_mp4,
+        "video/webm": _strip_webm,
     }.get(content_type)
     if strip is None:
         return data
@@ -463,4 +543,22 @@ def _strip_mp4(data: bytes) -> bytes:
                 walk(body, box_end)
 
     walk(0, len(data))
+    return bytes(out)
+
+
+def _strip_webm(data: bytes) -> bytes:
+    """Segment-level Tags elements become Void elements of the same length, zeroed."""
+    out = bytearray(data)
+    for ident, _, body, end in _ebml(data, 0, len(data)):
+        if ident != _SEGMENT:
+            continue
+        for sub, start, sub_body, sub_end in _ebml(data, body, end):
+            if sub != _TAGS:
+                continue
+            # A Void element (ID 0xEC) over exactly the same span, zero-filled.
+            length = min(8, sub_body - start - 1)  # Void's size field
+            size = (1 << (7 * length)) | (sub_end - start - 1 - length)
+            out[start:sub_end] = b"\xec" + size.to_bytes(length, "big") + bytes(
+                sub_end - start - 1 - length
+            )
     return bytes(out)

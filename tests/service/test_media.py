@@ -186,6 +186,39 @@ def test_mp4_dimensions_and_duration_are_recorded() -> None:
         inspect_output(video, "video", Limits(max_width=320))
 
 
+def ebml(ident: int, payload: bytes) -> bytes:
+    """One EBML element with an 8-byte size field."""
+    id_bytes = ident.to_bytes((ident.bit_length() + 7) // 8, "big")
+    return id_bytes + ((1 << 56) | len(payload)).to_bytes(8, "big") + payload
+
+
+def webm(width: int, height: int, seconds: float) -> bytes:
+    header = ebml(0x1A45DFA3, ebml(0x4282, b"webm"))
+    info = ebml(
+        0x1549A966,
+        ebml(0x2AD7B1, (1_000_000).to_bytes(3, "big"))
+        + ebml(0x4489, struct.pack(">d", seconds * 1000)),
+    )
+    video = ebml(0xE0, ebml(0xB0, width.to_bytes(2, "big")) + ebml(0xBA, height.to_bytes(2, "big")))
+    tracks = ebml(0x1654AE6B, ebml(0xAE, ebml(0xD7, b"\x01") + video))
+    tags = ebml(
+        0x1254C367, ebml(0x7373, ebml(0x67C8, ebml(0x45A3, b"ENCODER") + ebml(0x4487, SECRET)))
+    )
+    return header + ebml(0x18538067, info + tracks + tags)
+
+
+def test_webm_dimensions_are_recorded_and_tags_voided() -> None:
+    video = webm(1280, 720, 2.5)
+    info = inspect_output(video, "video")
+    assert (info.content_type, info.width, info.height) == ("video/webm", 1280, 720)
+    assert info.duration_seconds == 2.5
+    assert SECRET not in info.data and len(info.data) == len(video)
+    # Still well formed: the same walk finds the same track after the Void.
+    assert inspect_output(info.data, "video").info() == info.info()
+    with pytest.raises(OutputRejected):
+        inspect_output(video, "video", Limits(max_pixels=1280 * 719))
+
+
 def test_image_dimensions_are_recorded() -> None:
     assert inspect_output(tiny_png("d", (20, 10)), "image").info()["width"] == 20
     gif = inspect_output(tiny_gif(3), "video")
