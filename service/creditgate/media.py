@@ -63,7 +63,7 @@ KIND_TYPES = {
 
 # Hard caps, whatever the model allows. 65535 is also the largest width/height settle takes.
 MAX_SIDE = 65535
-MAX_PIXELS = 100_000_000  # one frame
+MAX_PIXELS = 8192 * 8192  # one frame (67 MP: 268 MB decoded as RGBA)
 MAX_FRAMES = 1000
 MAX_TOTAL_PIXELS = 400_000_000  # decoded over all frames of an animation
 DECODE_SECONDS = 10.0

@@ -98,12 +98,19 @@ def test_a_60000_square_png_is_refused_from_its_header() -> None:
     assert time.monotonic() - started < 1.0
 
 
-def test_pillow_bomb_check_is_an_error_too() -> None:
-    """Under the hard cap but over a model's limits: refused without decoding."""
-    bomb = png_header_only(20000, 20000)
+def test_pillow_bomb_warning_is_an_error_too() -> None:
+    """10000x10000 is between Pillow's warning (89 MP) and its error (179 MP): refused,
+    and the warning never escapes (pytest turns warnings into errors here)."""
+    bomb = png_header_only(10000, 10000)
     with pytest.raises(OutputRejected) as info:
-        inspect_output(bomb, "image", Limits(max_pixels=4096 * 4096))
+        inspect_output(bomb, "image")
     assert info.value.code == "too_large"
+
+
+def test_model_pixel_limit_is_checked_before_decoding() -> None:
+    bomb = png_header_only(4000, 4000)  # would decode to 48 MB; its IDAT is 1 KB of zeros
+    with pytest.raises(OutputRejected, match="exceeds the model's limits"):
+        inspect_output(bomb, "image", Limits(max_pixels=2048 * 2048))
 
 
 @pytest.mark.parametrize(
