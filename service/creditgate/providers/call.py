@@ -151,7 +151,10 @@ class Call:
         self._origin = _origin(self.endpoint)
         base = policy or NetPolicy(allow_local=job.options.get("allow_local_urls") is True)
         # The endpoint is the operator's choice; what the provider hands back is not.
-        self.policy = base.with_trusted([self.endpoint]) if self.endpoint else base
+        try:
+            self.policy = base.with_trusted([self.endpoint]) if self.endpoint else base
+        except BlockedURL:  # a malformed endpoint: its first request fails, normalized
+            self.policy = base
 
     # --- building blocks ---------------------------------------------------------------------
 
