@@ -358,7 +358,9 @@ class Worker:
                     # job that committed just after this claim (having seen one that this
                     # claim, or another worker's, then took) sent no signal: look again
                     # shortly, and keep looking while that finds work.
-                    asyncio.get_running_loop().call_later(RECLAIM_AFTER_SECONDS, self._second_look)
+                    asyncio.get_running_loop().call_later(
+                        RECLAIM_AFTER_SECONDS, self._second_look
+                    )
             # Without a listening connection nothing wakes us: poll briskly until it is back.
             idle = self.idle_poll_seconds if self.listening.is_set() else UNLISTENED_POLL_SECONDS
             with contextlib.suppress(TimeoutError):
