@@ -50,7 +50,7 @@ import psycopg
 from PIL import Image
 from prometheus_client import start_http_server
 
-from creditgate import wiring
+from creditgate import ops_worker, wiring
 from creditgate.config import Settings
 from creditgate.db import ApiError, Arg, Database
 from creditgate.observability import (
@@ -318,6 +318,7 @@ class Worker:
         background = [
             asyncio.create_task(self._listen(), name="worker-listen"),
             asyncio.create_task(self._reap_loop(), name="worker-reap"),
+            *ops_worker.start(self.settings, self.db, self.worker_id, self._stop),
         ]
         try:
             await self._claim_loop()

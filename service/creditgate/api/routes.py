@@ -28,6 +28,7 @@ from creditgate.observability import (
     get_logger,
     render_metrics,
 )
+from creditgate.ops_status import refresh_gauges as refresh_ops_gauges
 from creditgate.stripe_webhooks import StripeSignatureError, handle_event, verify_event
 
 __all__ = ["OPERATIONS"]
@@ -285,6 +286,7 @@ async def readyz(ctx: Ctx) -> Response:
 
 async def metrics(ctx: Ctx) -> Response:
     """Prometheus metrics (text exposition format)."""
+    await refresh_ops_gauges(ctx.services.db)
     return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
 
 

@@ -1,0 +1,190 @@
+-- The transactional outbox (DESIGN §8). Events are rows of creditgate_private.events,
+-- inserted by triggers and jobs in the transaction of their cause: a cause that rolls back
+-- leaves no event, and one that commits always has its event. Each event is fanned out at
+-- once to the enabled webhook endpoints that want its type (webhook_deliveries).
+--
+-- creditgate_private.emit_event(p_type, p_user_id, p_payload, p_dedupe_key) -> uuid
+--   Inserts one event (none if p_dedupe_key was already used: "once per lot") and its
+--   deliveries; returns its id, or null when deduplicated.
+-- creditgate_private.low_balance_threshold(p_plan) -> bigint
+-- Triggers (cheap WHEN clauses, since the request path updates balances and inserts ledger
+-- rows on every charge):
+--   ledger AFTER INSERT, credit entry types           -> credits.added
+--   balances AFTER UPDATE OF balance, balance fell    -> balance.low when it crosses the threshold
+--   generations AFTER UPDATE OF status, now final     -> generation.succeeded | generation.failed
+--   clawbacks AFTER INSERT, shortfall > 0             -> clawback.owed
+-- Payloads carry ids, amounts and timestamps only: never prompts, outputs, error texts or
+-- secrets.
+
+create or replace function creditgate_private.emit_event(
+  p_type text,
+  p_user_id uuid,
+  p_payload jsonb,
+  p_dedupe_key text default null
+) returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_id uuid;
+begin
+  insert into creditgate_private.events (id, event_type, user_id, dedupe_key, payload)
+  values (creditgate_private.uuid_v7(), p_type, p_user_id, p_dedupe_key, p_payload)
+  on conflict on constraint events_dedupe_key_key do nothing
+  returning id into v_id;
+  if v_id is null then
+    return null;
+  end if;
+  insert into creditgate_private.webhook_deliveries (event_id, endpoint_id)
+  select v_id, e.id
+  from creditgate_private.webhook_endpoints as e
+  where e.enabled and (p_type = any(e.event_types) or '*' = any(e.event_types));
+  if found then
+    perform pg_notify('creditgate_webhooks', '');
+  end if;
+  return v_id;
+end
+$$;
+comment on function creditgate_private.emit_event(text, uuid, jsonb, text) is
+'Writes one outbox event (deduplicated by key) and queues its webhook deliveries.';
+
+create or replace function creditgate_private.low_balance_threshold(p_plan text)
+returns bigint
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_override jsonb := creditgate_private.setting('plan_low_balance_thresholds') -> p_plan;
+begin
+  if v_override is not null and jsonb_typeof(v_override) = 'number' then
+    return (v_override #>> '{}')::bigint;
+  end if;
+  return coalesce((creditgate_private.setting('low_balance_threshold') #>> '{}')::bigint, 0);
+end
+$$;
+comment on function creditgate_private.low_balance_threshold(text) is
+'balance.low threshold of a plan: its override in plan_low_balance_thresholds, else the default.';
+
+create or replace function creditgate_private.tg_ledger__after_insert_event()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.emit_event(
+    'credits.added', new.user_id,
+    jsonb_build_object(
+      'user_id', new.user_id, 'entry_id', new.id, 'entry_type', new.entry_type,
+      'amount', new.amount, 'balance_after', new.balance_after,
+      'generation_id', new.generation_id, 'created_at', new.created_at
+    )
+  );
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_ledger__after_insert_event() is
+'credits.added for every credit entry (signup bonus, purchase, grant, admin recharge, refund).';
+
+create or replace function creditgate_private.tg_balances__after_update_event()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_threshold bigint := creditgate_private.low_balance_threshold(new.plan);
+begin
+  -- The balance row is locked by every money operation, so OLD is the balance the previous
+  -- committed operation left: exactly one update crosses the threshold per fall, however
+  -- many spends race; a rise back to the threshold or above re-arms it.
+  if v_threshold > 0 and old.balance >= v_threshold and new.balance < v_threshold then
+    perform creditgate_private.emit_event(
+      'balance.low', new.user_id,
+      jsonb_build_object(
+        'user_id', new.user_id, 'balance', new.balance, 'previous_balance', old.balance,
+        'threshold', v_threshold, 'plan', new.plan, 'at', now()
+      )
+    );
+  end if;
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_balances__after_update_event() is
+'balance.low when a balance falls below its plan''s threshold (once per crossing).';
+
+create or replace function creditgate_private.tg_generations__after_update_event()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.emit_event(
+    'generation.' || new.status, new.user_id,
+    jsonb_build_object(
+      'generation_id', new.id, 'user_id', new.user_id, 'model_id', new.model_id,
+      'kind', new.kind, 'cost', new.cost, 'actual_cost', new.actual_cost,
+      'attempts', new.attempts, 'error_code', new.error ->> 'code',
+      'created_at', new.created_at, 'finished_at', new.finished_at
+    )
+  );
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_generations__after_update_event() is
+'generation.succeeded or generation.failed when a generation reaches that status.';
+
+create or replace function creditgate_private.tg_clawbacks__after_insert_event()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.emit_event(
+    'clawback.owed', new.user_id,
+    jsonb_build_object(
+      'user_id', new.user_id, 'clawback_key', new.idempotency_key,
+      'requested', new.requested, 'taken', new.taken, 'owed', new.requested - new.taken,
+      'created_at', new.created_at
+    )
+  );
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_clawbacks__after_insert_event() is
+'clawback.owed when a clawback could not take everything it asked for.';
+
+create or replace trigger ledger_after_insert_event
+after insert on creditgate.ledger
+for each row
+when (new.entry_type in ('signup_bonus', 'purchase', 'grant', 'admin_recharge', 'refund'))
+execute function creditgate_private.tg_ledger__after_insert_event();
+
+create or replace trigger balances_after_update_event
+after update of balance on creditgate.balances
+for each row
+when (new.balance < old.balance)
+execute function creditgate_private.tg_balances__after_update_event();
+
+create or replace trigger generations_after_update_event
+after update of status on creditgate.generations
+for each row
+when (new.status in ('succeeded', 'failed') and old.status is distinct from new.status)
+execute function creditgate_private.tg_generations__after_update_event();
+
+create or replace trigger clawbacks_after_insert_event
+after insert on creditgate_private.clawbacks
+for each row
+when (new.requested > new.taken)
+execute function creditgate_private.tg_clawbacks__after_insert_event();
+
+revoke all on function creditgate_private.emit_event(text, uuid, jsonb, text) from public, anon, authenticated;
+revoke all on function creditgate_private.low_balance_threshold(text) from public, anon, authenticated;
+revoke all on function creditgate_private.tg_ledger__after_insert_event() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_balances__after_update_event() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_generations__after_update_event() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_clawbacks__after_insert_event() from public, anon, authenticated;
