@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+import time
 import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+from standardwebhooks.webhooks import Webhook
 
 from tests import dbutil
 
@@ -66,3 +75,97 @@ def events(
             [event_type, user, user],
         ).fetchall()
     return [r[0] for r in rows]
+
+
+# --- a real webhook receiver on 127.0.0.1 -------------------------------------------------
+
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    verified: Any  # the payload standardwebhooks' verify() returned, or the exception
+
+
+@dataclass
+class Receiver:
+    """Answers each POST with the next planned reply: an HTTP status, or ``("hang", s)`` to
+    hold the request for s seconds (then 200). Verifies every signature with the
+    ``standardwebhooks`` library, as a receiver should."""
+
+    secret: str = ""
+    plan: list[Any] = field(default_factory=list)
+    default: int = 200
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> str:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    verified: Any = Webhook(receiver.secret).verify(body, headers)
+                except Exception as exc:  # recorded for the test to assert on
+                    verified = exc
+                with receiver.lock:
+                    receiver.received.append(Received(headers, body, verified))
+                    reply = receiver.plan.pop(0) if receiver.plan else receiver.default
+                if isinstance(reply, tuple):
+                    time.sleep(reply[1])
+                    reply = 200
+                try:
+                    self.send_response(int(reply))
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def ids(self) -> list[str]:
+        with self.lock:
+            return [r.headers["webhook-id"] for r in self.received]
+
+
+def worker_process(
+    db: dbutil.TestDatabase, tmp_path: Path, name: str, **env: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """A real `creditgate worker` process on the test database."""
+    log = tmp_path / f"{name}.log"
+    full = {
+        **os.environ,
+        "CREDITGATE_SERVICE_DATABASE_URL": db.api_url,
+        "CREDITGATE_RUNNER_SECRET": "runner-secret-" + "r" * 32,
+        "CREDITGATE_SIGNING_SECRET": "signing-secret-" + "s" * 32,
+        "CREDITGATE_STORAGE_ROOT": str(tmp_path / "media"),
+        "CREDITGATE_STATE_DIR": str(tmp_path / "state"),
+        "CREDITGATE_IDLE_POLL_SECONDS": "60",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "creditgate.cli", "worker", "--worker-id", name],
+            env=full,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, log
