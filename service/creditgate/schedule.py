@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 JOB_PREFIX = "creditgate-"
+# Where pg_cron lives when this role may not read cron.database_name (its usual value).
+DEFAULT_CRON_DATABASE = os.environ.get("CREDITGATE_CRON_DATABASE", "postgres")
 DEFAULT_POLL_SECONDS = 5.0
 
 log = get_logger("creditgate.schedule")
@@ -89,12 +92,21 @@ def _command(job: str) -> str:
     return f"select creditgate_private.run_job('{job}')"
 
 
-def _target(conn: psycopg.Connection[Any]) -> _Target:
-    row = conn.execute(
-        "select current_database(), current_setting('cron.database_name', true)"
-    ).fetchone()
+def _target(conn: psycopg.Connection[Any], cron_database: str | None = None) -> _Target:
+    """Where pg_cron is: this database when schema ``cron`` is here (hosted Supabase), else
+    ``cron.database_name`` (readable by superusers only), else ``cron_database``."""
+    row = conn.execute("select current_database()").fetchone()
     assert row is not None
-    app_db, cron_db = str(row[0]), row[1]
+    app_db = str(row[0])
+    if _has_cron_schema(conn):
+        return _Target(app_db, app_db)
+    cron_db: str | None = None
+    try:
+        with conn.transaction():
+            found = conn.execute("select current_setting('cron.database_name', true)").fetchone()
+            cron_db = found[0] if found else None
+    except psycopg.errors.InsufficientPrivilege:
+        cron_db = cron_database or DEFAULT_CRON_DATABASE
     if not cron_db:
         raise ScheduleError(
             "pg_cron is not loaded on this server (shared_preload_libraries); "
@@ -168,10 +180,17 @@ def install(database_url: str) -> list[CronJob]:
                         "select cron.schedule(%s, %s, %s)", [name, schedule, _command(job)]
                     )
                 else:
-                    cron.execute(
-                        "select cron.schedule_in_database(%s, %s, %s, %s)",
-                        [name, schedule, _command(job), target.app_db],
-                    )
+                    try:
+                        cron.execute(
+                            "select cron.schedule_in_database(%s, %s, %s, %s)",
+                            [name, schedule, _command(job), target.app_db],
+                        )
+                    except psycopg.errors.InsufficientPrivilege as exc:
+                        raise ScheduleError(
+                            f"{exc}: as a superuser, in {target.cron_db}, grant execute on "
+                            "function cron.schedule_in_database(text, text, text, text, text, "
+                            "boolean) to <role> (scripts/setup does it locally)"
+                        ) from exc
             found = _list(cron, target)
         app.execute("select creditgate_private.set_jobs_on_pg_cron(true)")
     return found
@@ -181,8 +200,6 @@ def status(database_url: str) -> list[CronJob]:
     """The creditgate-* pg_cron jobs of this database with their last run."""
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as app:
         target = _target(app)
-        if target.same and not _has_cron_schema(app):
-            return []
         with _cron_connection(database_url, target, app) as cron:
             return _list(cron, target)
 
@@ -191,16 +208,14 @@ def remove(database_url: str) -> int:
     """Unschedule every creditgate-* job of this database and delete its run history."""
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as app:
         target = _target(app)
-        removed = 0
-        if not (target.same and not _has_cron_schema(app)):
-            with _cron_connection(database_url, target, app) as cron:
-                jobs = _list(cron, target)
-                ids = [job.jobid for job in jobs]
-                if ids:
-                    cron.execute("delete from cron.job_run_details where jobid = any(%s)", [ids])
-                for job in jobs:
-                    cron.execute("select cron.unschedule(%s::bigint)", [job.jobid])
-                removed = len(jobs)
+        with _cron_connection(database_url, target, app) as cron:
+            jobs = _list(cron, target)
+            ids = [job.jobid for job in jobs]
+            if ids:
+                cron.execute("delete from cron.job_run_details where jobid = any(%s)", [ids])
+            for job in jobs:
+                cron.execute("select cron.unschedule(%s::bigint)", [job.jobid])
+            removed = len(jobs)
         app.execute("select creditgate_private.set_jobs_on_pg_cron(false)")
     return removed
 
