@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: fcf515118bb0b74df1369e568ce71ef18877678bd3fa550f55424f1764b23e05
+-- creditgate generated migration; do not edit. source: repeatables sha256: bb9916487d082912b8b28a26ce812a14b5ee23287232c1effa5ca68652b7a5ec
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -2049,7 +2049,7 @@ revoke all on function creditgate_private.media_ttl() from public, anon, authent
 revoke all on function creditgate_private.chat_actual_cost(creditgate.generations, bigint) from public, anon, authenticated;
 
 -- ===== db/functions/ledger/account.sql =====
--- creditgate.get_balance() -> jsonb {balance, available, plan, expiring, daily}   authenticated
+-- creditgate.get_balance() -> jsonb {balance, available, owed, plan, expiring, daily}   authenticated
 -- creditgate.is_admin() -> boolean                                              authenticated
 -- Errors: PT401 not_authenticated.
 
@@ -2094,6 +2094,8 @@ begin
   return jsonb_build_object(
     'balance', coalesce(v_row.balance::bigint, 0),
     'available', creditgate_private.available_credits(v_user_id, now()),
+    -- Credits a Stripe refund or dispute could not take back; the next credits pay them.
+    'owed', coalesce(v_row.owed::bigint, 0),
     'plan', coalesce(v_row.plan::text, 'free'),
     'expiring', coalesce((
       select jsonb_agg(jsonb_build_object(
@@ -2110,7 +2112,7 @@ begin
 end
 $$;
 comment on function creditgate.get_balance() is
-'The caller''s balance, spendable credits, plan, lots expiring within 30 days, daily usage.';
+'The caller''s balance, spendable credits, credits owed after clawbacks, plan, lots expiring within 30 days, daily usage.';
 revoke all on function creditgate.get_balance() from public, anon, authenticated;
 grant execute on function creditgate.get_balance() to authenticated;
 
@@ -2272,6 +2274,71 @@ begin
   select 'clawbacks_match_ledger'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over () as rn from bad) as b;
+
+  -- Owed credits (DESIGN §3, turn 2): per user, owed >= 0 and owed = what clawbacks could
+  -- not take, less what later credits paid (the ledger's collection entries), less what won
+  -- disputes forgave.
+  return query
+  with collections as (
+    select l.user_id, l.metadata ->> 'clawback_key' as clawback_key, sum(l.amount) as collected
+    from creditgate.ledger as l
+    where l.entry_type = 'clawback' and l.metadata ? 'paid_from_entry_id'
+    group by l.user_id, l.metadata ->> 'clawback_key'
+  ),
+  per_user as (
+    select c.user_id,
+      sum(c.requested - c.taken) as shortfalls,
+      sum(c.cancelled) as cancelled,
+      coalesce(sum(k.collected), 0) as collected,
+      count(*) filter (where coalesce(k.collected, 0) + c.cancelled > c.requested - c.taken) as overpaid
+    from creditgate_private.clawbacks as c
+    left join collections as k on k.clawback_key = c.idempotency_key and k.user_id = c.user_id
+    group by c.user_id
+  ),
+  bad as (
+    select b.user_id, b.owed::bigint as owed, p.shortfalls, p.collected, p.cancelled, p.overpaid
+    from creditgate.balances as b
+    left join per_user as p on p.user_id = b.user_id
+    where b.owed < 0
+       or b.owed <> coalesce(p.shortfalls - p.collected - p.cancelled, 0)
+       or coalesce(p.overpaid, 0) > 0
+  )
+  select 'owed_matches_shortfalls'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
+
+  -- Each clawback's collected figure is the sum of the collection entries tied to it, and
+  -- every collection entry names a clawback of its user.
+  return query
+  with collections as (
+    select l.user_id, l.metadata ->> 'clawback_key' as clawback_key, sum(l.amount) as collected
+    from creditgate.ledger as l
+    where l.entry_type = 'clawback' and l.metadata ? 'paid_from_entry_id'
+    group by l.user_id, l.metadata ->> 'clawback_key'
+  ),
+  bad as (
+    select coalesce(c.idempotency_key, k.clawback_key) as clawback_key,
+      c.collected as recorded, k.collected as posted
+    from creditgate_private.clawbacks as c
+    full join collections as k on k.clawback_key = c.idempotency_key and k.user_id = c.user_id
+    where c.idempotency_key is null or c.collected <> coalesce(k.collected, 0)
+  )
+  select 'owed_collections_match_ledger'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.clawback_key) as rn from bad) as b;
+
+  -- Paid checkouts held because amount or currency did not match the pack: each needs an
+  -- operator's decision (grant by hand or refund), then resolved_at.
+  return query
+  with bad as (
+    select h.idempotency_key, h.user_id, h.price_id, h.quantity, h.reason, h.expected_amount,
+      h.expected_currency, h.amount_total, h.currency, h.created_at
+    from creditgate_private.checkout_holds as h
+    where h.resolved_at is null
+  )
+  select 'checkout_holds_unresolved'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.created_at) as rn from bad) as b;
 
   -- Settings sanity: only known keys, each of its default's JSON type (null = any).
   return query
@@ -2528,7 +2595,7 @@ grant execute on function creditgate.service_expire_credits(timestamptz, integer
 --                                                               authenticated, admin checked inside
 -- Errors: PT400 invalid_request, PT401, PT403 forbidden, PT404 not_found (unknown user),
 --         PT409 idempotency_key_reused. service_grant_credits refuses keys in creditgate's
---         own namespaces (PT400); admin_add_credits stores its keys as admin:<key>.
+--         own namespaces (PT400; owed: is what collections of owed credits post under); admin_add_credits stores its keys as admin:<key>.
 
 create or replace function creditgate.service_grant_credits(
   user_id uuid,
@@ -2549,10 +2616,10 @@ begin
   -- creditgate's own keys are posted by creditgate alone. A grant under one would squat
   -- an entry creditgate owes later: a generation's refund (refund:<id>) would then fail
   -- with PT409 forever, a lot's expiry or a Stripe event's credits likewise.
-  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire):' then
+  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire|owed):' then
     perform creditgate_private.invalid(
       'idempotency_key',
-      'the prefixes signup:, stripe:, admin:, charge:, refund: and expire: are creditgate''s own'
+      'the prefixes signup:, stripe:, admin:, charge:, refund:, expire: and owed: are creditgate''s own'
     );
   end if;
   return creditgate_private.grant_credits(
@@ -2629,6 +2696,10 @@ grant execute on function creditgate.admin_add_credits(uuid, bigint, text, text)
 -- grant_credits(...) -> jsonb                    PT400, PT404, PT409
 -- spend_credits(...) -> jsonb                    PT400, PT402, PT404, PT409
 -- refund_credits(...) -> jsonb                   PT400, PT404, PT409
+-- collect_owed(p_user_id, p_source_id, p_amount, p_now) -> bigint
+--                                                (caller holds the balance lock)
+-- owed_paid(p_entry) -> jsonb                     what collect_owed took after an entry
+-- take_clawback(...) -> jsonb                     (caller holds the balance and key locks)
 
 create or replace function creditgate_private.require_user()
 returns uuid
@@ -2929,10 +3000,16 @@ begin
     returning id into v_lot_id;
     insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
     values (v_entry.id, v_lot_id, p_amount);
+    -- Credits owed after a clawback are paid first (DESIGN §3, turn 2).
+    if creditgate_private.collect_owed(p_user_id, v_entry.id, p_amount, p_now) > 0 then
+      return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('lot_id', v_lot_id)
+        || creditgate_private.owed_paid(v_entry);
+    end if;
     return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('lot_id', v_lot_id);
   end if;
   select l.id into v_lot_id from creditgate.credit_lots as l where l.source_entry_id = v_entry.id;
-  return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('lot_id', v_lot_id);
+  return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('lot_id', v_lot_id)
+    || creditgate_private.owed_paid(v_entry);
 end
 $$;
 comment on function creditgate_private.grant_credits(uuid, bigint, text, text, text, timestamptz, integer, text, jsonb, text, timestamptz) is
@@ -3036,7 +3113,8 @@ begin
   perform creditgate_private.lock_balance(p_user_id);
   v_entry := creditgate_private.find_entry(p_key, v_hash);
   if v_entry.id is not null then
-    return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('refunded', v_entry.amount);
+    return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('refunded', v_entry.amount)
+      || creditgate_private.owed_paid(v_entry);
   end if;
 
   select l.* into v_charge from creditgate.ledger as l where l.idempotency_key = p_charge_key;
@@ -3102,11 +3180,169 @@ begin
   if v_returned <> v_amount then
     raise exception 'refund % of charge % returned % to lots', v_amount, p_charge_key, v_returned;
   end if;
+  -- A refund of work charged before a clawback pays what is owed first: credits that work
+  -- held when the dispute came never come back spendable.
+  if creditgate_private.collect_owed(p_user_id, v_entry.id, v_amount, now()) > 0 then
+    return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('refunded', v_amount)
+      || creditgate_private.owed_paid(v_entry);
+  end if;
   return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('refunded', v_amount);
 end
 $$;
 comment on function creditgate_private.refund_credits(uuid, text, bigint, text, text, jsonb) is
 'Refunds up to what charge p_charge_key still holds, once per key, back into its lots.';
+
+create or replace function creditgate_private.collect_owed(
+  p_user_id uuid,
+  p_source_id bigint,
+  p_amount bigint,
+  p_now timestamptz
+) returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_owed bigint;
+  v_left bigint;
+  v_open record;
+  v_take bigint;
+  v_entry creditgate.ledger;
+  v_paid bigint := 0;
+begin
+  -- Called by every primitive that credits the user (grants, purchases, refunds, a won
+  -- dispute's return), after its entry is posted, with the balance lock held. While the
+  -- user owes credits nothing else is spendable (a clawback took all of it, and each
+  -- collection takes all that arrived or all that is owed), so what is spendable now is
+  -- what just arrived: it pays the oldest open shortfalls first, one clawback entry per
+  -- dispute, each tied to it by its key and metadata.
+  select b.owed into v_owed from creditgate.balances as b where b.user_id = p_user_id;
+  if coalesce(v_owed, 0) = 0 then
+    return 0;
+  end if;
+  v_left := least(v_owed, p_amount, creditgate_private.available_credits(p_user_id, p_now));
+  for v_open in
+    select c.idempotency_key, c.requested - c.taken - c.collected - c.cancelled as open
+    from creditgate_private.clawbacks as c
+    where c.user_id = p_user_id
+      and c.collected + c.cancelled < c.requested - c.taken
+    order by c.created_at, c.idempotency_key
+    for update
+  loop
+    exit when v_left <= 0;
+    v_take := least(v_left, v_open.open);
+    v_entry := creditgate_private.post_entry(
+      p_user_id, 'clawback', v_take,
+      'owed:' || p_source_id::text || ':' || v_open.idempotency_key,
+      md5(jsonb_build_array('owed', p_user_id, p_source_id, v_open.idempotency_key, v_take)::text),
+      null, null, 'owed after a clawback',
+      jsonb_build_object('clawback_key', v_open.idempotency_key, 'paid_from_entry_id', p_source_id)
+    );
+    perform creditgate_private.move_lots(v_entry.id, p_user_id, v_take, p_now, true);
+    update creditgate_private.clawbacks as c
+    set collected = c.collected + v_take
+    where c.idempotency_key = v_open.idempotency_key;
+    v_left := v_left - v_take;
+    v_paid := v_paid + v_take;
+  end loop;
+  if v_paid > 0 then
+    update creditgate.balances as b set owed = b.owed - v_paid where b.user_id = p_user_id;
+  end if;
+  return v_paid;
+end
+$$;
+comment on function creditgate_private.collect_owed(uuid, bigint, bigint, timestamptz) is
+'Pays what the user owes after clawbacks from credits that just arrived (entry p_source_id), oldest shortfall first.';
+
+create or replace function creditgate_private.owed_paid(p_entry creditgate.ledger)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_paid bigint;
+  v_balance bigint;
+begin
+  -- Collections are posted in the credit's own transaction, so they share its created_at
+  -- (the ledger's per-user index finds them). Nothing collected: no keys added, so results
+  -- stay as they were before owed credits existed.
+  select sum(l.amount), (array_agg(l.balance_after order by l.id desc))[1]
+  into v_paid, v_balance
+  from creditgate.ledger as l
+  where l.user_id = p_entry.user_id
+    and l.created_at = p_entry.created_at
+    and l.id > p_entry.id
+    and l.entry_type = 'clawback'
+    and l.metadata ->> 'paid_from_entry_id' = p_entry.id::text;
+  if v_paid is null then
+    return '{}'::jsonb;
+  end if;
+  return jsonb_build_object('owed_paid', v_paid, 'balance', v_balance);
+end
+$$;
+comment on function creditgate_private.owed_paid(creditgate.ledger) is
+'What collect_owed took after a credit entry and the balance it left ({} if nothing): part of the entry''s result, replays too.';
+
+create or replace function creditgate_private.take_clawback(
+  p_user_id uuid,
+  p_key text,
+  p_hash text,
+  p_amount bigint,
+  p_reason text,
+  p_metadata jsonb,
+  p_kind text default 'clawback',
+  p_payment_id text default null,
+  p_payment_amount bigint default null,
+  p_amount_refunded bigint default null,
+  p_payment_credits bigint default null,
+  p_now timestamptz default now()
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_taken bigint := 0;
+  v_entry creditgate.ledger;
+  v_balance bigint;
+begin
+  -- The caller holds the balance lock and the key's lock and found no clawback under the
+  -- key. Takes what is spendable now (paid lots first); the rest is owed.
+  if p_amount > 0 then
+    v_taken := least(p_amount, creditgate_private.available_credits(p_user_id, p_now));
+  end if;
+  if v_taken > 0 then
+    v_entry := creditgate_private.post_entry(
+      p_user_id, 'clawback', v_taken, p_key, p_hash, null, null, p_reason, p_metadata
+    );
+    perform creditgate_private.move_lots(v_entry.id, p_user_id, v_taken, p_now, true);
+  end if;
+  insert into creditgate_private.clawbacks (
+    idempotency_key, user_id, requested, taken, ledger_id, reason, kind, payment_id,
+    payment_amount, amount_refunded, payment_credits
+  ) values (
+    p_key, p_user_id, p_amount, v_taken, v_entry.id, p_reason, p_kind, p_payment_id,
+    p_payment_amount, p_amount_refunded, p_payment_credits
+  )
+  on conflict (idempotency_key) do nothing;
+  if not found then
+    -- Unreachable while the caller holds the key's lock (kept so a clawback can never be
+    -- recorded twice). Nothing of this call survives the error.
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+    );
+  end if;
+  update creditgate.balances as b
+  set owed = b.owed + (p_amount - v_taken)
+  where b.user_id = p_user_id
+  returning b.balance into v_balance;
+  return jsonb_build_object(
+    'requested', p_amount, 'taken', v_taken, 'shortfall', p_amount - v_taken,
+    'entry_id', v_entry.id, 'balance', v_balance, 'replayed', false
+  );
+end
+$$;
+comment on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, bigint, timestamptz) is
+'Takes back up to p_amount of what is spendable (paid first), records the clawback and adds the rest to what is owed.';
 
 revoke all on function creditgate_private.require_user() from public, anon, authenticated;
 revoke all on function creditgate_private.require_admin() from public, anon, authenticated;
@@ -3120,6 +3356,9 @@ revoke all on function creditgate_private.entry_json(creditgate.ledger, boolean)
 revoke all on function creditgate_private.grant_credits(uuid, bigint, text, text, text, timestamptz, integer, text, jsonb, text, timestamptz) from public, anon, authenticated;
 revoke all on function creditgate_private.spend_credits(uuid, bigint, text, uuid, text, jsonb, timestamptz) from public, anon, authenticated;
 revoke all on function creditgate_private.refund_credits(uuid, text, bigint, text, text, jsonb) from public, anon, authenticated;
+revoke all on function creditgate_private.collect_owed(uuid, bigint, bigint, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.owed_paid(creditgate.ledger) from public, anon, authenticated;
+revoke all on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, bigint, timestamptz) from public, anon, authenticated;
 
 -- ===== db/functions/ledger/signup.sql =====
 -- creditgate_private.tg_users__after_insert(): AFTER INSERT on auth.users.
@@ -3156,18 +3395,41 @@ after insert on auth.users
 for each row execute function creditgate_private.tg_users__after_insert();
 
 -- ===== db/functions/ledger/stripe.sql =====
--- creditgate.service_apply_checkout(event_id, user_id, price_id, quantity) -> jsonb   service_role
---   Credits for a paid Stripe checkout; amount from creditgate.credit_packs; key stripe:<event_id>.
--- creditgate.service_clawback(event_id, user_id, amount, reason) -> jsonb              service_role
---   Stripe refund or dispute: takes back up to what is spendable (paid lots first) and
---   records the shortfall in creditgate_private.clawbacks.
+-- creditgate.service_apply_checkout(event_id, user_id, price_id, quantity, amount_total,
+--   currency, session_id, amount_tax) -> jsonb                                      service_role
+--   Credits for a paid Stripe checkout; amount from creditgate.credit_packs. Granted only
+--   when amount_total - amount_tax and currency equal the pack's price times quantity;
+--   otherwise held (creditgate_private.checkout_holds, reported by audit()) and nothing is
+--   granted. Key stripe:checkout:<session_id> (one grant per Checkout Session, whichever
+--   event brings it), or stripe:<event_id> without a session.
+-- creditgate.service_clawback(event_id, user_id, amount, reason) -> jsonb          service_role
+--   A clawback keyed stripe:<event_id>: takes back up to what is spendable (paid lots first);
+--   the rest is owed, paid first from any credit that reaches the user later.
+-- creditgate.service_stripe_refund(refund_id, user_id, payment_id, credits, payment_amount,
+--   amount_refunded, reason) -> jsonb                                               service_role
+--   A (partial) refund of a Stripe payment that bought `credits`: claws back
+--   floor(credits * amount_refunded / payment_amount) for the payment in total, less what
+--   earlier refunds and an open dispute of it asked for. Key stripe:refund:<refund_id>.
+-- creditgate.service_stripe_dispute(dispute_id, user_id, payment_id, credits, reason) -> jsonb
+--   A dispute of a payment: claws back its credits less what refunds of it already asked
+--   for. Key stripe:dispute:<dispute_id>.                                           service_role
+-- creditgate.service_stripe_dispute_won(dispute_id, user_id, payment_id, reason) -> jsonb
+--   The merchant won: returns what the dispute's clawback took (and collected since) to
+--   the lots it came from and cancels what is still owed, once. Key
+--   stripe:dispute-won:<dispute_id>. Won before the dispute was seen: the dispute is
+--   recorded as won with nothing taken, and its late arrival replays that.  service_role
 -- Errors: PT400 invalid_request, PT404 not_found (unknown price or user), PT409 idempotency_key_reused.
 
+drop function if exists creditgate.service_apply_checkout(text, uuid, text, integer);
 create or replace function creditgate.service_apply_checkout(
   event_id text,
   user_id uuid,
   price_id text,
-  quantity integer default 1
+  quantity integer default 1,
+  amount_total bigint default null,
+  currency text default null,
+  session_id text default null,
+  amount_tax bigint default 0
 ) returns jsonb
 language plpgsql
 security definer
@@ -3177,11 +3439,25 @@ declare
   v_pack creditgate.credit_packs;
   v_key text;
   v_hash text;
+  v_entry creditgate.ledger;
+  v_reason text;
   v_result jsonb;
 begin
   perform creditgate_private.check_key(service_apply_checkout.event_id, 'event_id');
   if service_apply_checkout.quantity is null or service_apply_checkout.quantity not between 1 and 1000 then
     perform creditgate_private.invalid('quantity', 'between 1 and 1000');
+  end if;
+  if service_apply_checkout.amount_total is null or service_apply_checkout.amount_total < 0 then
+    perform creditgate_private.invalid('amount_total', 'the amount paid, in the currency''s smallest unit');
+  end if;
+  if service_apply_checkout.currency is null or service_apply_checkout.currency !~ '^[A-Za-z]{3}$' then
+    perform creditgate_private.invalid('currency', 'an ISO 4217 code');
+  end if;
+  if service_apply_checkout.amount_tax is not null and service_apply_checkout.amount_tax < 0 then
+    perform creditgate_private.invalid('amount_tax', 'zero or more');
+  end if;
+  if service_apply_checkout.session_id is not null then
+    perform creditgate_private.check_key(service_apply_checkout.session_id, 'session_id');
   end if;
   select p.* into v_pack
   from creditgate.credit_packs as p
@@ -3191,13 +3467,49 @@ begin
       'not_found', jsonb_build_object('object', 'credit_pack', 'price_id', service_apply_checkout.price_id)
     );
   end if;
-  v_key := 'stripe:' || service_apply_checkout.event_id;
-  -- The request is the event itself; the lot's expiry is derived from the pack at first
+  -- One grant per Checkout Session: checkout.session.completed and
+  -- checkout.session.async_payment_succeeded of one session are two events for one payment.
+  v_key := 'stripe:' || coalesce('checkout:' || service_apply_checkout.session_id, service_apply_checkout.event_id);
+  -- The request is the purchase itself; the lot's expiry is derived from the pack at first
   -- delivery, so a retry hours later still matches.
   v_hash := md5(jsonb_build_array(
     'checkout', service_apply_checkout.user_id, service_apply_checkout.price_id,
     service_apply_checkout.quantity
   )::text);
+
+  perform creditgate_private.lock_balance(service_apply_checkout.user_id, true);
+  v_entry := creditgate_private.find_entry(v_key, v_hash);
+  if v_entry.id is null then
+    -- What was paid must be what the pack costs: a session created with another amount or
+    -- currency (or a discount) buys nothing automatically; an operator decides.
+    if lower(service_apply_checkout.currency) <> lower(v_pack.currency) then
+      v_reason := 'currency_mismatch';
+    elsif service_apply_checkout.amount_total - coalesce(service_apply_checkout.amount_tax, 0)
+          <> v_pack.price_cents::bigint * service_apply_checkout.quantity then
+      v_reason := 'amount_mismatch';
+    end if;
+    if v_reason is not null then
+      insert into creditgate_private.checkout_holds (
+        idempotency_key, event_id, session_id, user_id, price_id, quantity, expected_amount,
+        expected_currency, amount_total, amount_tax, currency, reason
+      ) values (
+        v_key, service_apply_checkout.event_id, service_apply_checkout.session_id,
+        service_apply_checkout.user_id, service_apply_checkout.price_id,
+        service_apply_checkout.quantity, v_pack.price_cents::bigint * service_apply_checkout.quantity,
+        lower(v_pack.currency), service_apply_checkout.amount_total,
+        service_apply_checkout.amount_tax, lower(service_apply_checkout.currency), v_reason
+      )
+      on conflict (idempotency_key) do nothing;
+      return jsonb_build_object(
+        'held', true, 'reason', v_reason, 'pack_id', v_pack.id, 'credits', 0,
+        'expected_amount', v_pack.price_cents::bigint * service_apply_checkout.quantity,
+        'expected_currency', lower(v_pack.currency),
+        'amount', service_apply_checkout.amount_total - coalesce(service_apply_checkout.amount_tax, 0),
+        'currency', lower(service_apply_checkout.currency),
+        'replayed', not found
+      );
+    end if;
+  end if;
   v_result := creditgate_private.grant_credits(
     service_apply_checkout.user_id,
     v_pack.credits * service_apply_checkout.quantity,
@@ -3210,16 +3522,19 @@ begin
     jsonb_build_object(
       'event_id', service_apply_checkout.event_id, 'price_id', service_apply_checkout.price_id,
       'pack_id', v_pack.id, 'quantity', service_apply_checkout.quantity
-    ),
+    ) || case
+      when service_apply_checkout.session_id is null then '{}'::jsonb
+      else jsonb_build_object('session_id', service_apply_checkout.session_id)
+    end,
     v_hash
   );
   return v_result || jsonb_build_object('pack_id', v_pack.id, 'credits', v_result -> 'amount');
 end
 $$;
-comment on function creditgate.service_apply_checkout(text, uuid, text, integer) is
-'Applies a paid Stripe checkout once per event: credits come from credit_packs, never the client.';
-revoke all on function creditgate.service_apply_checkout(text, uuid, text, integer) from public, anon, authenticated;
-grant execute on function creditgate.service_apply_checkout(text, uuid, text, integer) to service_role;
+comment on function creditgate.service_apply_checkout(text, uuid, text, integer, bigint, text, text, bigint) is
+'Applies a paid Stripe checkout once per session, only if it paid the pack''s price: credits come from credit_packs, never the client.';
+revoke all on function creditgate.service_apply_checkout(text, uuid, text, integer, bigint, text, text, bigint) from public, anon, authenticated;
+grant execute on function creditgate.service_apply_checkout(text, uuid, text, integer, bigint, text, text, bigint) to service_role;
 
 create or replace function creditgate.service_clawback(
   event_id text,
@@ -3235,7 +3550,6 @@ declare
   v_key text;
   v_hash text;
   v_prior creditgate_private.clawbacks;
-  v_taken bigint;
   v_entry creditgate.ledger;
   v_balance bigint;
 begin
@@ -3266,38 +3580,383 @@ begin
       'replayed', true
     );
   end if;
-
-  v_taken := least(service_clawback.amount, creditgate_private.available_credits(service_clawback.user_id, now()));
-  if v_taken > 0 then
-    v_entry := creditgate_private.post_entry(
-      service_clawback.user_id, 'clawback', v_taken, v_key, v_hash, null, null,
-      service_clawback.reason,
-      jsonb_build_object('event_id', service_clawback.event_id, 'requested', service_clawback.amount)
-    );
-    perform creditgate_private.move_lots(v_entry.id, service_clawback.user_id, v_taken, now(), true);
-    v_balance := v_entry.balance_after;
-  end if;
-  insert into creditgate_private.clawbacks (idempotency_key, user_id, requested, taken, ledger_id, reason)
-  values (v_key, service_clawback.user_id, service_clawback.amount, v_taken, v_entry.id, service_clawback.reason)
-  on conflict (idempotency_key) do nothing;
-  if not found then
-    -- Unreachable while the key lock above holds the event (kept so a clawback can never
-    -- be recorded twice). Nothing of this call survives the error.
-    perform creditgate_private.raise_error(
-      'idempotency_key_reused', jsonb_build_object('idempotency_key', v_key)
-    );
-  end if;
-  return jsonb_build_object(
-    'requested', service_clawback.amount, 'taken', v_taken,
-    'shortfall', service_clawback.amount - v_taken, 'entry_id', v_entry.id,
-    'balance', v_balance, 'replayed', false
+  return creditgate_private.take_clawback(
+    service_clawback.user_id, v_key, v_hash, service_clawback.amount, service_clawback.reason,
+    jsonb_build_object('event_id', service_clawback.event_id, 'requested', service_clawback.amount)
   );
 end
 $$;
 comment on function creditgate.service_clawback(text, uuid, bigint, text) is
-'Takes back credits after a Stripe refund or dispute, at most what is spendable; records any shortfall.';
+'Takes back credits after a Stripe refund or dispute, at most what is spendable; the rest is owed.';
 revoke all on function creditgate.service_clawback(text, uuid, bigint, text) from public, anon, authenticated;
 grant execute on function creditgate.service_clawback(text, uuid, bigint, text) to service_role;
+
+create or replace function creditgate_private.payment_clawback_replay(
+  p_key text,
+  p_user_id uuid,
+  p_payment_id text,
+  p_balance bigint
+) returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_prior creditgate_private.clawbacks;
+begin
+  -- The clawback already recorded under p_key (same user and payment: its original figures,
+  -- replayed; otherwise PT409), or null.
+  select c.* into v_prior from creditgate_private.clawbacks as c where c.idempotency_key = p_key;
+  if v_prior.idempotency_key is null then
+    return null;
+  end if;
+  if v_prior.user_id <> p_user_id or v_prior.payment_id is distinct from p_payment_id then
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+    );
+  end if;
+  return jsonb_build_object(
+    'requested', v_prior.requested, 'taken', v_prior.taken, 'shortfall', v_prior.shortfall,
+    'entry_id', v_prior.ledger_id, 'balance', p_balance, 'replayed', true
+  );
+end
+$$;
+comment on function creditgate_private.payment_clawback_replay(text, uuid, text, bigint) is
+'Replay of a refund or dispute clawback already recorded under the key; PT409 if it was for another user or payment.';
+revoke all on function creditgate_private.payment_clawback_replay(text, uuid, text, bigint) from public, anon, authenticated;
+
+create or replace function creditgate_private.payment_claimed(p_user_id uuid, p_payment_id text)
+returns table (refunds bigint, disputes bigint, money_refunded bigint)
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  -- What the payment's clawbacks already asked for: its refunds (for good), its disputes
+  -- not won (a won dispute gave back what it took), and the most money reported refunded.
+  return query
+  select
+    coalesce(sum(c.requested) filter (where c.kind = 'refund'), 0)::bigint,
+    coalesce(sum(c.requested) filter (where c.kind = 'dispute' and c.resolution is null), 0)::bigint,
+    coalesce(max(c.amount_refunded), 0)::bigint
+  from creditgate_private.clawbacks as c
+  where c.payment_id = p_payment_id and c.user_id = p_user_id;
+end
+$$;
+comment on function creditgate_private.payment_claimed(uuid, text) is
+'Credits already asked back for a Stripe payment by refunds and open disputes, and the most money refunded.';
+revoke all on function creditgate_private.payment_claimed(uuid, text) from public, anon, authenticated;
+
+create or replace function creditgate.service_stripe_refund(
+  refund_id text,
+  user_id uuid,
+  payment_id text,
+  credits bigint,
+  payment_amount bigint,
+  amount_refunded bigint,
+  reason text default 'stripe refund'
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_key text;
+  v_hash text;
+  v_balance bigint;
+  v_replay jsonb;
+  v_claimed record;
+  v_money bigint;
+  v_target bigint;
+  v_request bigint;
+begin
+  perform creditgate_private.check_key(service_stripe_refund.refund_id, 'refund_id');
+  perform creditgate_private.check_key(service_stripe_refund.payment_id, 'payment_id');
+  if service_stripe_refund.credits is null or service_stripe_refund.credits <= 0 then
+    perform creditgate_private.invalid('credits', 'must be a positive integer');
+  end if;
+  if service_stripe_refund.payment_amount is null or service_stripe_refund.payment_amount <= 0 then
+    perform creditgate_private.invalid('payment_amount', 'must be a positive integer');
+  end if;
+  if service_stripe_refund.amount_refunded is null or service_stripe_refund.amount_refunded < 0 then
+    perform creditgate_private.invalid('amount_refunded', 'zero or more');
+  end if;
+  v_key := 'stripe:refund:' || service_stripe_refund.refund_id;
+  -- The refund, not the event that reported it: a later event lists the same refund with a
+  -- larger amount refunded in total, and must replay it.
+  v_hash := md5(jsonb_build_array(
+    'stripe_refund', service_stripe_refund.user_id, service_stripe_refund.payment_id,
+    service_stripe_refund.credits, service_stripe_refund.payment_amount
+  )::text);
+
+  v_balance := creditgate_private.lock_balance(service_stripe_refund.user_id);
+  perform creditgate_private.find_entry(v_key, v_hash);
+  v_replay := creditgate_private.payment_clawback_replay(
+    v_key, service_stripe_refund.user_id, service_stripe_refund.payment_id, v_balance
+  );
+  if v_replay is not null then
+    return v_replay;
+  end if;
+  -- Every clawback of one payment is the same user's, so the balance lock above serializes
+  -- them: the figures below are current. In proportion to the money refunded so far,
+  -- rounded down once for the total (so refunds of 1/3 + 1/3 + 1/3 take the whole pack),
+  -- never more than the pack, less what was asked already (an open dispute asked for it all).
+  select * into v_claimed
+  from creditgate_private.payment_claimed(service_stripe_refund.user_id, service_stripe_refund.payment_id);
+  v_money := least(
+    greatest(service_stripe_refund.amount_refunded, v_claimed.money_refunded),
+    service_stripe_refund.payment_amount
+  );
+  v_target := floor(
+    service_stripe_refund.credits::numeric * v_money / service_stripe_refund.payment_amount
+  )::bigint;
+  v_request := greatest(0, v_target - v_claimed.refunds - v_claimed.disputes);
+  return creditgate_private.take_clawback(
+    service_stripe_refund.user_id, v_key, v_hash, v_request, service_stripe_refund.reason,
+    jsonb_build_object(
+      'refund_id', service_stripe_refund.refund_id, 'payment_id', service_stripe_refund.payment_id,
+      'requested', v_request
+    ),
+    'refund', service_stripe_refund.payment_id, service_stripe_refund.payment_amount, v_money,
+    service_stripe_refund.credits
+  );
+end
+$$;
+comment on function creditgate.service_stripe_refund(text, uuid, text, bigint, bigint, bigint, text) is
+'Claws back a Stripe refund''s share of the credits a payment bought (rounded down, never past the pack), once per refund id.';
+revoke all on function creditgate.service_stripe_refund(text, uuid, text, bigint, bigint, bigint, text) from public, anon, authenticated;
+grant execute on function creditgate.service_stripe_refund(text, uuid, text, bigint, bigint, bigint, text) to service_role;
+
+create or replace function creditgate.service_stripe_dispute(
+  dispute_id text,
+  user_id uuid,
+  payment_id text,
+  credits bigint,
+  reason text default 'stripe dispute'
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_key text;
+  v_hash text;
+  v_balance bigint;
+  v_replay jsonb;
+  v_claimed record;
+  v_request bigint;
+begin
+  perform creditgate_private.check_key(service_stripe_dispute.dispute_id, 'dispute_id');
+  perform creditgate_private.check_key(service_stripe_dispute.payment_id, 'payment_id');
+  if service_stripe_dispute.credits is null or service_stripe_dispute.credits <= 0 then
+    perform creditgate_private.invalid('credits', 'must be a positive integer');
+  end if;
+  v_key := 'stripe:dispute:' || service_stripe_dispute.dispute_id;
+  v_hash := md5(jsonb_build_array(
+    'stripe_dispute', service_stripe_dispute.user_id, service_stripe_dispute.payment_id
+  )::text);
+
+  v_balance := creditgate_private.lock_balance(service_stripe_dispute.user_id);
+  perform creditgate_private.find_entry(v_key, v_hash);
+  v_replay := creditgate_private.payment_clawback_replay(
+    v_key, service_stripe_dispute.user_id, service_stripe_dispute.payment_id, v_balance
+  );
+  if v_replay is not null then
+    return v_replay;
+  end if;
+  -- What refunds of this payment (and any other open dispute of it) already asked for is
+  -- not asked again: a refund and a dispute of one charge never take the credits twice.
+  select * into v_claimed
+  from creditgate_private.payment_claimed(service_stripe_dispute.user_id, service_stripe_dispute.payment_id);
+  v_request := greatest(0, service_stripe_dispute.credits - v_claimed.refunds - v_claimed.disputes);
+  return creditgate_private.take_clawback(
+    service_stripe_dispute.user_id, v_key, v_hash, v_request, service_stripe_dispute.reason,
+    jsonb_build_object(
+      'dispute_id', service_stripe_dispute.dispute_id, 'payment_id', service_stripe_dispute.payment_id,
+      'requested', v_request
+    ),
+    'dispute', service_stripe_dispute.payment_id
+  );
+end
+$$;
+comment on function creditgate.service_stripe_dispute(text, uuid, text, bigint, text) is
+'Claws back the credits a disputed Stripe payment bought, less what its refunds took; the rest is owed. Once per dispute.';
+revoke all on function creditgate.service_stripe_dispute(text, uuid, text, bigint, text) from public, anon, authenticated;
+grant execute on function creditgate.service_stripe_dispute(text, uuid, text, bigint, text) to service_role;
+
+create or replace function creditgate.service_stripe_dispute_won(
+  dispute_id text,
+  user_id uuid,
+  payment_id text,
+  reason text default 'stripe dispute won'
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_key text;
+  v_return_key text;
+  v_hash text;
+  v_claw creditgate_private.clawbacks;
+  v_open bigint;
+  v_returned bigint;
+  v_given bigint;
+  v_entry creditgate.ledger;
+  v_balance bigint;
+  v_credits bigint;
+  v_payment_amount bigint;
+  v_money bigint;
+  v_refunds bigint;
+  v_due bigint;
+begin
+  perform creditgate_private.check_key(service_stripe_dispute_won.dispute_id, 'dispute_id');
+  perform creditgate_private.check_key(service_stripe_dispute_won.payment_id, 'payment_id');
+  v_key := 'stripe:dispute:' || service_stripe_dispute_won.dispute_id;
+  v_return_key := 'stripe:dispute-won:' || service_stripe_dispute_won.dispute_id;
+  v_hash := md5(jsonb_build_array(
+    'stripe_dispute_won', service_stripe_dispute_won.user_id, service_stripe_dispute_won.payment_id
+  )::text);
+
+  v_balance := creditgate_private.lock_balance(service_stripe_dispute_won.user_id);
+  -- The dispute's own key first (as service_stripe_dispute takes it), then the return's.
+  perform creditgate_private.find_entry(
+    v_key,
+    md5(jsonb_build_array(
+      'stripe_dispute', service_stripe_dispute_won.user_id, service_stripe_dispute_won.payment_id
+    )::text)
+  );
+  v_entry := creditgate_private.find_entry(v_return_key, v_hash);
+  select c.* into v_claw
+  from creditgate_private.clawbacks as c
+  where c.idempotency_key = v_key
+  for update;
+  if v_claw.idempotency_key is null then
+    -- Won before the dispute itself arrived (events come in any order): record the dispute
+    -- as won with nothing taken, so its late delivery replays that and takes nothing.
+    insert into creditgate_private.clawbacks (
+      idempotency_key, user_id, requested, taken, reason, kind, payment_id, resolution, resolved_at
+    ) values (
+      v_key, service_stripe_dispute_won.user_id, 0, 0, service_stripe_dispute_won.reason,
+      'dispute', service_stripe_dispute_won.payment_id, 'won', now()
+    );
+    return jsonb_build_object(
+      'returned', 0, 'cancelled', 0, 'entry_id', null, 'balance', v_balance, 'replayed', false
+    );
+  end if;
+  if v_claw.user_id <> service_stripe_dispute_won.user_id
+     or v_claw.payment_id is distinct from service_stripe_dispute_won.payment_id
+     or v_claw.kind <> 'dispute' then
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', v_key)
+    );
+  end if;
+  if v_claw.resolution is not null then
+    -- The balance the win left: after the refunds' catch-up, else after collections for
+    -- other disputes, else after the return itself (nothing returned: the balance now).
+    return jsonb_build_object(
+      'returned', v_claw.returned, 'cancelled', v_claw.cancelled, 'entry_id', v_entry.id,
+      'balance', coalesce(
+        (select l.balance_after::bigint from creditgate.ledger as l
+         where l.idempotency_key = 'stripe:refund-after-won:' || service_stripe_dispute_won.dispute_id),
+        (creditgate_private.owed_paid(v_entry) ->> 'balance')::bigint,
+        v_entry.balance_after::bigint,
+        v_balance
+      ),
+      'replayed', true
+    );
+  end if;
+
+  -- Cancel what is still owed, return everything the dispute took: its clawback and the
+  -- collections made for it since, each to the lot it came from.
+  v_open := v_claw.requested - v_claw.taken - v_claw.collected - v_claw.cancelled;
+  v_returned := v_claw.taken + v_claw.collected;
+  update creditgate_private.clawbacks as c
+  set cancelled = c.cancelled + v_open, returned = v_returned, resolution = 'won', resolved_at = now()
+  where c.idempotency_key = v_key;
+  update creditgate.balances as b
+  set owed = b.owed - v_open
+  where b.user_id = service_stripe_dispute_won.user_id;
+  if v_returned > 0 then
+    v_entry := creditgate_private.post_entry(
+      service_stripe_dispute_won.user_id, 'purchase', v_returned, v_return_key, v_hash, null, null,
+      service_stripe_dispute_won.reason,
+      jsonb_build_object(
+        'dispute_id', service_stripe_dispute_won.dispute_id,
+        'payment_id', service_stripe_dispute_won.payment_id, 'clawback_key', v_key
+      )
+    );
+    with taken_per_lot as (
+      select m.lot_id, -sum(m.amount) as n
+      from creditgate_private.lot_movements as m
+      join creditgate.ledger as e on e.id = m.ledger_id
+      where e.user_id = service_stripe_dispute_won.user_id
+        and e.entry_type = 'clawback'
+        and (e.id = v_claw.ledger_id or e.metadata ->> 'clawback_key' = v_key)
+      group by m.lot_id
+    ),
+    updated as (
+      update creditgate.credit_lots as l
+      set remaining = l.remaining + t.n
+      from taken_per_lot as t
+      where l.id = t.lot_id
+      returning l.id, t.n
+    ),
+    recorded as (
+      insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+      select v_entry.id, u.id, u.n from updated as u
+      returning amount
+    )
+    select coalesce(sum(r.amount), 0) into v_given from recorded as r;
+    if v_given <> v_returned then
+      raise exception 'dispute % returned % of % to lots', v_key, v_given, v_returned;
+    end if;
+    v_balance := v_entry.balance_after;
+    -- Returned credits are credits reaching the user: another dispute's debt comes first.
+    if creditgate_private.collect_owed(service_stripe_dispute_won.user_id, v_entry.id, v_returned, now()) > 0 then
+      v_balance := (creditgate_private.owed_paid(v_entry) ->> 'balance')::bigint;
+    end if;
+  end if;
+  -- Refunds of the payment that arrived while the dispute was open asked for nothing (the
+  -- dispute had asked for everything). Now that it no longer counts, they take their share.
+  select
+    max(c.payment_credits), max(c.payment_amount), max(c.amount_refunded),
+    coalesce(sum(c.requested), 0)
+  into v_credits, v_payment_amount, v_money, v_refunds
+  from creditgate_private.clawbacks as c
+  where c.payment_id = service_stripe_dispute_won.payment_id
+    and c.user_id = service_stripe_dispute_won.user_id
+    and c.kind = 'refund';
+  if v_payment_amount > 0 then
+    v_due := floor(v_credits::numeric * least(v_money, v_payment_amount) / v_payment_amount)::bigint
+      - v_refunds
+      - (select coalesce(sum(c.requested), 0) from creditgate_private.clawbacks as c
+         where c.payment_id = service_stripe_dispute_won.payment_id
+           and c.user_id = service_stripe_dispute_won.user_id
+           and c.kind = 'dispute' and c.resolution is null);
+    if v_due > 0 then
+      v_balance := (creditgate_private.take_clawback(
+        service_stripe_dispute_won.user_id,
+        'stripe:refund-after-won:' || service_stripe_dispute_won.dispute_id, v_hash, v_due,
+        'stripe refund',
+        jsonb_build_object(
+          'dispute_id', service_stripe_dispute_won.dispute_id,
+          'payment_id', service_stripe_dispute_won.payment_id, 'requested', v_due
+        ),
+        'refund', service_stripe_dispute_won.payment_id, v_payment_amount, v_money, v_credits
+      ) ->> 'balance')::bigint;
+    end if;
+  end if;
+  return jsonb_build_object(
+    'returned', v_returned, 'cancelled', v_open, 'entry_id', v_entry.id, 'balance', v_balance,
+    'replayed', false
+  );
+end
+$$;
+comment on function creditgate.service_stripe_dispute_won(text, uuid, text, text) is
+'A dispute the merchant won: returns what its clawback took and cancels what is still owed, exactly once.';
+revoke all on function creditgate.service_stripe_dispute_won(text, uuid, text, text) from public, anon, authenticated;
+grant execute on function creditgate.service_stripe_dispute_won(text, uuid, text, text) to service_role;
 
 -- ===== db/functions/ledger/triggers.sql =====
 -- Ledger guards.
@@ -4834,11 +5493,12 @@ alter table creditgate_private.lot_movements enable row level security;
 alter table creditgate_private.settings enable row level security;
 alter table creditgate_private.admins enable row level security;
 alter table creditgate_private.clawbacks enable row level security;
+alter table creditgate_private.checkout_holds enable row level security;
 
 revoke all on table creditgate.balances, creditgate.credit_lots, creditgate.ledger,
   creditgate.credit_packs from public, anon, authenticated, service_role;
 revoke all on table creditgate_private.lot_movements, creditgate_private.settings,
-  creditgate_private.admins, creditgate_private.clawbacks
+  creditgate_private.admins, creditgate_private.clawbacks, creditgate_private.checkout_holds
   from public, anon, authenticated, service_role;
 
 grant select on table creditgate.balances, creditgate.credit_lots, creditgate.ledger
