@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: bb9916487d082912b8b28a26ce812a14b5ee23287232c1effa5ca68652b7a5ec
+-- creditgate generated migration; do not edit. source: repeatables sha256: ffa628440f88345ea10688c64fb8082fa57562e47895cc5a125433cb90da6644
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -4470,9 +4470,9 @@ begin
   perform creditgate_private.emit_event(
     'clawback.owed', new.user_id,
     jsonb_build_object(
-      'user_id', new.user_id, 'clawback_key', new.idempotency_key,
-      'requested', new.requested, 'taken', new.taken, 'owed', new.requested - new.taken,
-      'created_at', new.created_at
+      'user_id', new.user_id, 'clawback_key', new.idempotency_key, 'kind', new.kind,
+      'payment_id', new.payment_id, 'requested', new.requested, 'taken', new.taken,
+      'owed', new.requested - new.taken, 'created_at', new.created_at
     )
   );
   return null;

@@ -206,6 +206,28 @@ def test_clawback_owed(db: dbutil.TestDatabase) -> None:
 
     payload = check_commit_and_rollback(db, "clawback.owed", user, clawback)
     assert payload["requested"] == 100 and payload["taken"] == 30 and payload["owed"] == 70
+    assert payload["kind"] == "clawback"
+
+    # A Stripe dispute of a pack the user has spent from: what it cannot take is owed.
+    def dispute(conn: psycopg.Connection) -> None:
+        conn.execute(
+            "select creditgate.service_stripe_dispute(dispute_id => %s, user_id => %s,"
+            " payment_id => 'ch_test', credits => 50, reason => 'fraudulent')",
+            [f"dp_{uuid.uuid4().hex}", user],
+        )
+
+    payload = check_commit_and_rollback(db, "clawback.owed", user, dispute)
+    assert payload["kind"] == "dispute" and payload["payment_id"] == "ch_test"
+    assert payload["taken"] == 0 and payload["owed"] == payload["requested"] > 0
+    # A clawback that takes everything it asks for owes nothing: no event.
+    rich = new_user(db, credits=500)
+    with owner(db) as conn:
+        conn.execute(
+            "select creditgate.service_clawback(event_id => 'evt_full', user_id => %s,"
+            " amount => 100, reason => 'refund')",
+            [rich],
+        )
+    assert events(db, "clawback.owed", rich) == []
 
 
 def test_credits_expiring_once_per_lot(db: dbutil.TestDatabase) -> None:

@@ -147,9 +147,9 @@ begin
   perform creditgate_private.emit_event(
     'clawback.owed', new.user_id,
     jsonb_build_object(
-      'user_id', new.user_id, 'clawback_key', new.idempotency_key,
-      'requested', new.requested, 'taken', new.taken, 'owed', new.requested - new.taken,
-      'created_at', new.created_at
+      'user_id', new.user_id, 'clawback_key', new.idempotency_key, 'kind', new.kind,
+      'payment_id', new.payment_id, 'requested', new.requested, 'taken', new.taken,
+      'owed', new.requested - new.taken, 'created_at', new.created_at
     )
   );
   return null;
