@@ -102,6 +102,23 @@ def test_credits_added_on_grant_purchase_and_refund(db: dbutil.TestDatabase) -> 
     refund = check_commit_and_rollback(db, "credits.added", user, fail_it)
     assert refund["entry_type"] == "refund" and refund["generation_id"] == str(gid)
 
+    # A Stripe purchase.
+    with owner(db) as conn:
+        conn.execute(
+            "insert into creditgate.credit_packs (id, name, credits, price_cents,"
+            " stripe_price_id) values ('starter', 'Starter', 500, 500, 'price_starter')"
+        )
+
+    def buy(conn: psycopg.Connection) -> None:
+        conn.execute(
+            "select creditgate.service_apply_checkout(event_id => %s, user_id => %s,"
+            " price_id => 'price_starter', amount_total => 500, currency => 'usd')",
+            [f"evt_{uuid.uuid4().hex}", user],
+        )
+
+    purchase = check_commit_and_rollback(db, "credits.added", user, buy)
+    assert purchase["entry_type"] == "purchase" and purchase["amount"] == 500
+
 
 def _grant(conn: psycopg.Connection, user: uuid.UUID, amount: int) -> None:
     grant(conn, user, amount)

@@ -54,6 +54,12 @@ def cron_jobs(cron_db: str, database: str) -> list[tuple[int, str, str]]:
     return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
+def test_migrations_do_not_need_pg_cron(db: dbutil.TestDatabase) -> None:
+    # Test databases are migrated without the extension: no schema cron, jobs all there.
+    assert value(db, "select to_regnamespace('cron') is null") is True
+    assert value(db, "select count(*) from creditgate_private.jobs where not on_pg_cron") == 5
+
+
 def test_the_migrator_is_not_a_superuser(db: dbutil.TestDatabase) -> None:
     attrs = value(
         db,
