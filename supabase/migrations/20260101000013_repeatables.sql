@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: ffa628440f88345ea10688c64fb8082fa57562e47895cc5a125433cb90da6644
+-- creditgate generated migration; do not edit. source: repeatables sha256: c2a9631771b66e24e1c90bae95c6fa67d90f00a190a2cd40347f3f714b52552f
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -4329,11 +4329,10 @@ grant execute on function creditgate.service_run_due_jobs(text, timestamptz) to 
 -- creditgate_private.emit_event(p_type, p_user_id, p_payload, p_dedupe_key) -> uuid
 --   Inserts one event (none if p_dedupe_key was already used: "once per lot") and its
 --   deliveries; returns its id, or null when deduplicated.
--- creditgate_private.low_balance_threshold(p_plan) -> bigint
 -- Triggers (cheap WHEN clauses, since the request path updates balances and inserts ledger
 -- rows on every charge):
 --   ledger AFTER INSERT, credit entry types           -> credits.added
---   balances AFTER UPDATE OF balance, balance fell    -> balance.low when it crosses the threshold
+--   balances BEFORE UPDATE OF balance, balance fell   -> balance.low when it crosses the threshold
 --   generations AFTER UPDATE OF status, now final     -> generation.succeeded | generation.failed
 --   clawbacks AFTER INSERT, shortfall > 0             -> clawback.owed
 -- Payloads carry ids, amounts and timestamps only: never prompts, outputs, error texts or
@@ -4372,24 +4371,6 @@ $$;
 comment on function creditgate_private.emit_event(text, uuid, jsonb, text) is
 'Writes one outbox event (deduplicated by key) and queues its webhook deliveries.';
 
-create or replace function creditgate_private.low_balance_threshold(p_plan text)
-returns bigint
-language plpgsql
-stable
-set search_path = ''
-as $$
-declare
-  v_override jsonb := creditgate_private.setting('plan_low_balance_thresholds') -> p_plan;
-begin
-  if v_override is not null and jsonb_typeof(v_override) = 'number' then
-    return (v_override #>> '{}')::bigint;
-  end if;
-  return coalesce((creditgate_private.setting('low_balance_threshold') #>> '{}')::bigint, 0);
-end
-$$;
-comment on function creditgate_private.low_balance_threshold(text) is
-'balance.low threshold of a plan: its override in plan_low_balance_thresholds, else the default.';
-
 create or replace function creditgate_private.tg_ledger__after_insert_event()
 returns trigger
 language plpgsql
@@ -4411,18 +4392,30 @@ $$;
 comment on function creditgate_private.tg_ledger__after_insert_event() is
 'credits.added for every credit entry (signup bonus, purchase, grant, admin recharge, refund).';
 
-create or replace function creditgate_private.tg_balances__after_update_event()
+create or replace function creditgate_private.tg_balances__before_update_event()
 returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
-  v_threshold bigint := creditgate_private.low_balance_threshold(new.plan);
+  v_threshold bigint;
 begin
+  -- This runs on every spend (the request path), so the threshold (the plan's override in
+  -- plan_low_balance_thresholds, else low_balance_threshold) is read in one query instead
+  -- of two setting() calls (100 is the catalog's default; a test keeps the two equal), and
+  -- it is a BEFORE trigger: no after-trigger queue.
+  select coalesce(
+    (select (s.value ->> new.plan)::bigint from creditgate_private.settings as s
+     where s.key = 'plan_low_balance_thresholds' and jsonb_typeof(s.value -> new.plan) = 'number'),
+    (select (s.value #>> '{}')::bigint from creditgate_private.settings as s
+     where s.key = 'low_balance_threshold'),
+    100
+  ) into v_threshold;
   -- The balance row is locked by every money operation, so OLD is the balance the previous
   -- committed operation left: exactly one update crosses the threshold per fall, however
-  -- many spends race; a rise back to the threshold or above re-arms it.
+  -- many spends race; a rise back to the threshold or above re-arms it. The event row is
+  -- part of this statement: if the update fails, it goes with it.
   if v_threshold > 0 and old.balance >= v_threshold and new.balance < v_threshold then
     perform creditgate_private.emit_event(
       'balance.low', new.user_id,
@@ -4432,10 +4425,10 @@ begin
       )
     );
   end if;
-  return null;
+  return new;
 end
 $$;
-comment on function creditgate_private.tg_balances__after_update_event() is
+comment on function creditgate_private.tg_balances__before_update_event() is
 'balance.low when a balance falls below its plan''s threshold (once per crossing).';
 
 create or replace function creditgate_private.tg_generations__after_update_event()
@@ -4487,11 +4480,11 @@ for each row
 when (new.entry_type in ('signup_bonus', 'purchase', 'grant', 'admin_recharge', 'refund'))
 execute function creditgate_private.tg_ledger__after_insert_event();
 
-create or replace trigger balances_after_update_event
-after update of balance on creditgate.balances
+create or replace trigger balances_before_update_event
+before update of balance on creditgate.balances
 for each row
 when (new.balance < old.balance)
-execute function creditgate_private.tg_balances__after_update_event();
+execute function creditgate_private.tg_balances__before_update_event();
 
 create or replace trigger generations_after_update_event
 after update of status on creditgate.generations
@@ -4506,9 +4499,8 @@ when (new.requested > new.taken)
 execute function creditgate_private.tg_clawbacks__after_insert_event();
 
 revoke all on function creditgate_private.emit_event(text, uuid, jsonb, text) from public, anon, authenticated;
-revoke all on function creditgate_private.low_balance_threshold(text) from public, anon, authenticated;
 revoke all on function creditgate_private.tg_ledger__after_insert_event() from public, anon, authenticated;
-revoke all on function creditgate_private.tg_balances__after_update_event() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_balances__before_update_event() from public, anon, authenticated;
 revoke all on function creditgate_private.tg_generations__after_update_event() from public, anon, authenticated;
 revoke all on function creditgate_private.tg_clawbacks__after_insert_event() from public, anon, authenticated;
 

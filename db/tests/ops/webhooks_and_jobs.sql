@@ -1,7 +1,7 @@
 -- Webhook endpoint management, delivery claims and results, periodic jobs and the status
 -- function: validation, privileges, admin checks, state changes.
 begin;
-select plan(32);
+select plan(33);
 
 select tests.create_user() as admin \gset
 select tests.create_user() as u \gset
@@ -94,6 +94,10 @@ select is(jsonb_array_length(creditgate.service_run_due_jobs('w-1', now() + inte
   'a minute later only the reaper is due');
 select is(creditgate.service_ops_status() -> 'attention', '[]'::jsonb,
   'nothing needs attention after every job ran cleanly');
+
+select tests.as_owner();
+select is((creditgate_private.setting_catalog() -> 'low_balance_threshold' ->> 'value')::bigint, 100::bigint,
+  'the balance trigger''s built-in default (100) is the catalog''s');
 
 select * from finish();
 rollback;
