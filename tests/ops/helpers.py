@@ -169,3 +169,25 @@ def worker_process(
             stderr=subprocess.STDOUT,
         )
     return proc, log
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(db: dbutil.TestDatabase, *args: str) -> CliResult:
+    """`creditgate <args>` in this process (typer's runner) on the test database as its
+    migrator: the same code as the installed command, without a process start per call."""
+    from typer.testing import CliRunner
+
+    from creditgate.cli import app
+
+    result = CliRunner().invoke(
+        app, [*args, "--database-url", db.owner_url], env={"COLUMNS": "250"}
+    )
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)

@@ -13,15 +13,12 @@ import pytest
 from creditgate import ops_status
 from tests import dbutil
 from tests.e2e.procs import CLI, base_env
-from tests.ops.helpers import new_user, owner, value
+from tests.ops.helpers import CliResult, new_user, owner, run_cli, value
 from tests.service.apiutil import running, settings_for
 
 
-def status(db: dbutil.TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**base_env(), "DATABASE_URL": db.owner_url, "COLUMNS": "200"}
-    return subprocess.run(
-        [*CLI, "status", *args], env=env, capture_output=True, text=True, timeout=60
-    )
+def status(db: dbutil.TestDatabase, *args: str) -> CliResult:
+    return run_cli(db, "status", *args)
 
 
 def run_all_jobs(db: dbutil.TestDatabase) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +19,14 @@ from creditgate.db import Database
 from creditgate.netpolicy import guarded_client
 from creditgate.webhooks import WebhookDeliverer
 from tests import dbutil
-from tests.e2e.procs import CLI, base_env
 from tests.ops.helpers import (
+    CliResult,
     Receiver,
     events,
     grant,
     new_user,
     owner,
+    run_cli,
     set_setting,
     value,
     worker_process,
@@ -215,9 +215,8 @@ def test_worker_killed_mid_delivery_redelivers(
     assert [a["outcome"] for a in row["history"]] == ["lease_expired", "delivered"]
 
 
-def cli(db: dbutil.TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**base_env(), "DATABASE_URL": db.owner_url, "COLUMNS": "200"}
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+def cli(db: dbutil.TestDatabase, *args: str) -> CliResult:
+    return run_cli(db, *args)
 
 
 def test_ssrf_targets_are_refused(db: dbutil.TestDatabase, receiver: Receiver) -> None:
