@@ -191,3 +191,19 @@ def run_cli(db: dbutil.TestDatabase, *args: str) -> CliResult:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def expire_lease(conn: psycopg.Connection, generation_id: Any) -> None:
+    """Move a running generation's lease expiry into the past (its worker "vanished").
+
+    The lease lives on the generation row here; once the lease columns move to
+    creditgate_private.generation_leases (branch h17a), there."""
+    row = conn.execute(
+        "select to_regclass('creditgate_private.generation_leases') is not null"
+    ).fetchone()
+    past = "lease_expires_at = now() - interval '5 minutes'"
+    if row and row[0]:
+        query = f"update creditgate_private.generation_leases set {past} where generation_id = %s"
+    else:
+        query = f"update creditgate.generations set {past} where id = %s"
+    conn.execute(query, [generation_id])  # type: ignore[arg-type]

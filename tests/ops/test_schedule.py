@@ -16,7 +16,7 @@ import pytest
 from creditgate import localdb, schedule
 from tests import dbutil
 from tests.e2e.procs import CLI, base_env
-from tests.ops.helpers import grant, new_user, owner, value
+from tests.ops.helpers import expire_lease, grant, new_user, owner, value
 
 JOBS = ["audit", "expire-credits", "mark-media", "prune-rate-limits", "reap-leases"]
 
@@ -120,11 +120,7 @@ def test_each_job_has_its_effect_under_pg_cron(db: dbutil.TestDatabase, cron_db:
         conn.execute(
             "select creditgate.service_claim_generations(worker_id => 'gone', max_jobs => 1)"
         )
-        conn.execute(
-            "update creditgate.generations set lease_expires_at = now() - interval '1 minute'"
-            " where id = %s",
-            [gid[0]],
-        )
+        expire_lease(conn, gid[0])
         media = conn.execute("select tests.media_for(%s, 'image/png')", [user]).fetchone()
         assert media is not None
         conn.execute(

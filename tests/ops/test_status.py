@@ -13,7 +13,7 @@ import pytest
 from creditgate import ops_status
 from tests import dbutil
 from tests.e2e.procs import CLI, base_env
-from tests.ops.helpers import CliResult, new_user, owner, run_cli, value
+from tests.ops.helpers import CliResult, expire_lease, new_user, owner, run_cli, value
 from tests.service.apiutil import running, settings_for
 
 
@@ -42,11 +42,7 @@ def make_trouble(db: dbutil.TestDatabase) -> None:
         conn.execute(
             "select creditgate.service_claim_generations(worker_id => 'gone', max_jobs => 1)"
         )
-        conn.execute(
-            "update creditgate.generations set lease_expires_at = now() - interval '5 minutes'"
-            " where id = %s",
-            [gid[0]],
-        )
+        expire_lease(conn, gid[0])
         conn.execute(
             "update creditgate_private.webhook_deliveries set status = 'parked',"
             " last_error = 'HTTP 500' where id = (select min(id) from"
