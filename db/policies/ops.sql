@@ -19,3 +19,7 @@ revoke all on table creditgate_private.jobs, creditgate_private.job_runs,
 revoke all on sequence creditgate_private.job_runs_id_seq, creditgate_private.audit_runs_id_seq,
   creditgate_private.webhook_deliveries_id_seq, creditgate_private.webhook_attempts_id_seq
   from public, anon, authenticated, service_role;
+
+-- The balance.low trigger on creditgate.balances, with the current threshold bounds
+-- (db/functions/ops/outbox.sql); here because policies run after every function exists.
+select creditgate_private.install_balance_low_trigger();

@@ -95,8 +95,11 @@ def test_credits_added_on_grant_purchase_and_refund(db: dbutil.TestDatabase) -> 
             conn,
             gid,
             token,
-            {"status": "failed", "retryable": False, "error": {"code": "provider_error",
-                                                             "message": PROMPT}},
+            {
+                "status": "failed",
+                "retryable": False,
+                "error": {"code": "provider_error", "message": PROMPT},
+            },
         )
 
     refund = check_commit_and_rollback(db, "credits.added", user, fail_it)
@@ -143,8 +146,11 @@ def test_generation_succeeded_and_failed(db: dbutil.TestDatabase) -> None:
     bad_gid = queued(db, user)
     with owner(db) as conn:
         token = claim(conn, bad_gid)
-    failure = {"status": "failed", "retryable": False,
-               "error": {"code": "provider_error", "message": PROMPT}}
+    failure = {
+        "status": "failed",
+        "retryable": False,
+        "error": {"code": "provider_error", "message": PROMPT},
+    }
     payload = check_commit_and_rollback(
         db, "generation.failed", user, lambda c: settle(c, bad_gid, token, failure)
     )
@@ -190,6 +196,15 @@ def test_balance_low_once_per_crossing_and_rearms(db: dbutil.TestDatabase) -> No
             "select creditgate_private.spend_credits(%s, 1500, %s)", [pro, f"s-{uuid.uuid4()}"]
         )
     assert [p["threshold"] for p in events(db, "balance.low", pro)] == [2000]
+
+    # Raising the default after the fact takes effect at once (the trigger's bounds follow).
+    rich = new_user(db, credits=1000)
+    set_setting(db, "low_balance_threshold", 300)
+    with owner(db) as conn:
+        conn.execute(
+            "select creditgate_private.spend_credits(%s, 750, %s)", [rich, f"s-{uuid.uuid4()}"]
+        )
+    assert [(p["threshold"], p["balance"]) for p in events(db, "balance.low", rich)] == [(300, 250)]
 
 
 def test_balance_low_once_under_50_concurrent_spends(db: dbutil.TestDatabase) -> None:
@@ -261,7 +276,9 @@ def test_credits_expiring_once_per_lot(db: dbutil.TestDatabase) -> None:
 
     payload = check_commit_and_rollback(db, "credits.expiring", user, sweep)
     assert payload["remaining"] == 40
-    assert datetime.fromisoformat(payload["expires_at"]) == soon.replace(microsecond=soon.microsecond)
+    assert datetime.fromisoformat(payload["expires_at"]) == soon.replace(
+        microsecond=soon.microsecond
+    )
     run_cause(db, sweep, commit=True)  # the same lot: not again
     assert len(events(db, "credits.expiring", user)) == 1
     set_setting(db, "credits_expiring_days", 40)
@@ -277,10 +294,14 @@ def test_audit_failed_and_stored(db: dbutil.TestDatabase) -> None:
 
     run_cause(db, audit, commit=True)
     assert events(db, "audit.failed") == []
-    assert value(db, "select ok from creditgate_private.audit_runs order by id desc limit 1") is True
+    assert (
+        value(db, "select ok from creditgate_private.audit_runs order by id desc limit 1") is True
+    )
 
     with owner(db) as conn:  # a balance that disagrees with its ledger
-        conn.execute("update creditgate.balances set balance = balance + 5 where user_id = %s", [user])
+        conn.execute(
+            "update creditgate.balances set balance = balance + 5 where user_id = %s", [user]
+        )
     payload = check_commit_and_rollback(db, "audit.failed", None, audit)
     assert payload["failures"] >= 1 and payload["checks"]
     run = value(

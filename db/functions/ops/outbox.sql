@@ -9,7 +9,8 @@
 -- Triggers (cheap WHEN clauses, since the request path updates balances and inserts ledger
 -- rows on every charge):
 --   ledger AFTER INSERT, credit entry types           -> credits.added
---   balances BEFORE UPDATE OF balance, balance fell   -> balance.low when it crosses the threshold
+--   balances BEFORE UPDATE OF balance, a fall that may cross a threshold (bounds in its
+--     WHEN, kept current by a trigger on settings) -> balance.low when it crosses
 --   generations AFTER UPDATE OF status, now final     -> generation.succeeded | generation.failed
 --   clawbacks AFTER INSERT, shortfall > 0             -> clawback.owed
 -- Payloads carry ids, amounts and timestamps only: never prompts, outputs, error texts or
@@ -78,10 +79,10 @@ as $$
 declare
   v_threshold bigint;
 begin
-  -- This runs on every spend (the request path), so the threshold (the plan's override in
-  -- plan_low_balance_thresholds, else low_balance_threshold) is read in one query instead
-  -- of two setting() calls (100 is the catalog's default; a test keeps the two equal), and
-  -- it is a BEFORE trigger: no after-trigger queue.
+  -- Runs only for falls that may cross a threshold (see install_balance_low_trigger), on
+  -- the request path: the threshold (the plan's override in plan_low_balance_thresholds,
+  -- else low_balance_threshold) is read in one query (100 is the catalog's default; a test
+  -- keeps the two equal), and it is a BEFORE trigger: no after-trigger queue.
   select coalesce(
     (select (s.value ->> new.plan)::bigint from creditgate_private.settings as s
      where s.key = 'plan_low_balance_thresholds' and jsonb_typeof(s.value -> new.plan) = 'number'),
@@ -157,11 +158,71 @@ for each row
 when (new.entry_type in ('signup_bonus', 'purchase', 'grant', 'admin_recharge', 'refund'))
 execute function creditgate_private.tg_ledger__after_insert_event();
 
-create or replace trigger balances_before_update_event
-before update of balance on creditgate.balances
+-- The balances trigger's WHEN clause carries the lowest and highest threshold in force as
+-- constants, so a spend that cannot cross any threshold (the balance stays above the
+-- highest, or was already below the lowest) costs no function call at all. Re-created
+-- whenever a threshold setting changes, and here with the current settings.
+create or replace function creditgate_private.install_balance_low_trigger()
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_default bigint := coalesce(
+    (select (s.value #>> '{}')::bigint from creditgate_private.settings as s
+     where s.key = 'low_balance_threshold'),
+    (creditgate_private.setting_catalog() -> 'low_balance_threshold' ->> 'value')::bigint
+  );
+  v_min bigint;
+  v_max bigint;
+begin
+  select least(v_default, min(o.value::text::bigint)), greatest(v_default, max(o.value::text::bigint))
+  into v_min, v_max
+  from creditgate_private.settings as s
+  cross join lateral jsonb_each(s.value) as o
+  where s.key = 'plan_low_balance_thresholds' and jsonb_typeof(o.value) = 'number';
+  v_min := coalesce(v_min, v_default);
+  v_max := coalesce(v_max, v_default);
+  execute format(
+    'create or replace trigger balances_before_update_event'
+    ' before update of balance on creditgate.balances for each row'
+    ' when (new.balance < old.balance and new.balance < %s and old.balance >= %s)'
+    ' execute function creditgate_private.tg_balances__before_update_event()',
+    greatest(v_max, 0), greatest(v_min, 1)
+  );
+end
+$$;
+comment on function creditgate_private.install_balance_low_trigger() is
+'(Re)creates the balance.low trigger with the current lowest and highest thresholds in its WHEN.';
+
+create or replace function creditgate_private.tg_settings__after_change_thresholds()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.install_balance_low_trigger();
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_settings__after_change_thresholds() is
+'A threshold setting changed: re-create the balance.low trigger with the new bounds.';
+
+create or replace trigger settings_after_write_thresholds
+after insert or update on creditgate_private.settings
 for each row
-when (new.balance < old.balance)
-execute function creditgate_private.tg_balances__before_update_event();
+when (new.key in ('low_balance_threshold', 'plan_low_balance_thresholds'))
+execute function creditgate_private.tg_settings__after_change_thresholds();
+
+create or replace trigger settings_after_delete_thresholds
+after delete on creditgate_private.settings
+for each row
+when (old.key in ('low_balance_threshold', 'plan_low_balance_thresholds'))
+execute function creditgate_private.tg_settings__after_change_thresholds();
+-- The balances trigger itself is created by db/policies/ops.sql, once every function it
+-- reads exists.
 
 create or replace trigger generations_after_update_event
 after update of status on creditgate.generations
@@ -178,5 +239,7 @@ execute function creditgate_private.tg_clawbacks__after_insert_event();
 revoke all on function creditgate_private.emit_event(text, uuid, jsonb, text) from public, anon, authenticated;
 revoke all on function creditgate_private.tg_ledger__after_insert_event() from public, anon, authenticated;
 revoke all on function creditgate_private.tg_balances__before_update_event() from public, anon, authenticated;
+revoke all on function creditgate_private.install_balance_low_trigger() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_settings__after_change_thresholds() from public, anon, authenticated;
 revoke all on function creditgate_private.tg_generations__after_update_event() from public, anon, authenticated;
 revoke all on function creditgate_private.tg_clawbacks__after_insert_event() from public, anon, authenticated;
