@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 9e73d18fe97eca7a72977f583247a01ca6fb2489154920982373f9cd85fc9e7e
+-- creditgate generated migration; do not edit. source: repeatables sha256: 6c52014ef69112f735bec5c8cd8ccaaf7e6b154c57c1940dae8eceb77b2903ff
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -4115,6 +4115,11 @@ begin
     where l.remaining > 0
       and l.expires_at > p_now
       and l.expires_at <= p_now + make_interval(days => v_days)
+      -- Already announced: skipped through the events' dedupe_key index, not re-inserted.
+      and not exists (
+        select 1 from creditgate_private.events as e
+        where e.dedupe_key = 'credits.expiring:' || l.id::text
+      )
     order by l.expires_at, l.id
   loop
     if creditgate_private.emit_event(

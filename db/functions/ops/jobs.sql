@@ -37,6 +37,11 @@ begin
     where l.remaining > 0
       and l.expires_at > p_now
       and l.expires_at <= p_now + make_interval(days => v_days)
+      -- Already announced: skipped through the events' dedupe_key index, not re-inserted.
+      and not exists (
+        select 1 from creditgate_private.events as e
+        where e.dedupe_key = 'credits.expiring:' || l.id::text
+      )
     order by l.expires_at, l.id
   loop
     if creditgate_private.emit_event(
