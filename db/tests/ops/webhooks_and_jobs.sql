@@ -99,13 +99,13 @@ select tests.as_owner();
 select is((creditgate_private.setting_catalog() -> 'low_balance_threshold' ->> 'value')::bigint, 100::bigint,
   'the balance trigger''s built-in default (100) is the catalog''s');
 
-select matches(pg_get_triggerdef((select oid from pg_trigger where tgname = 'balances_before_update_event')),
+select matches(pg_get_triggerdef((select oid from pg_trigger where tgname = 'balances_after_update_event')),
   '< 100\) AND .*>= 100\)\)\)', 'by default the balances trigger fires only across 100');
 insert into creditgate_private.settings (key, value) values ('plan_low_balance_thresholds', '{"pro": 2000, "trial": 50}');
-select matches(pg_get_triggerdef((select oid from pg_trigger where tgname = 'balances_before_update_event')),
+select matches(pg_get_triggerdef((select oid from pg_trigger where tgname = 'balances_after_update_event')),
   '< 2000\) AND .*>= 50\)\)\)', 'its bounds follow the per-plan thresholds');
 delete from creditgate_private.settings where key = 'plan_low_balance_thresholds';
-select matches(pg_get_triggerdef((select oid from pg_trigger where tgname = 'balances_before_update_event')),
+select matches(pg_get_triggerdef((select oid from pg_trigger where tgname = 'balances_after_update_event')),
   '< 100\) AND .*>= 100\)\)\)', 'and go back when they are removed');
 
 select * from finish();
