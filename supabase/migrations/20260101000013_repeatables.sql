@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 6c52014ef69112f735bec5c8cd8ccaaf7e6b154c57c1940dae8eceb77b2903ff
+-- creditgate generated migration; do not edit. source: repeatables sha256: 3a25b4c1bfc337b7f3a8d0fc064523ec1670af1c03c23462c859d2053a129b95
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -4337,7 +4337,7 @@ grant execute on function creditgate.service_run_due_jobs(text, timestamptz) to 
 -- Triggers (cheap WHEN clauses, since the request path updates balances and inserts ledger
 -- rows on every charge):
 --   ledger AFTER INSERT, credit entry types           -> credits.added
---   balances BEFORE UPDATE OF balance, a fall that may cross a threshold (bounds in its
+--   balances AFTER UPDATE OF balance, a fall that may cross a threshold (bounds in its
 --     WHEN, kept current by a trigger on settings) -> balance.low when it crosses
 --   generations AFTER UPDATE OF status, now final     -> generation.succeeded | generation.failed
 --   clawbacks AFTER INSERT, shortfall > 0             -> clawback.owed
@@ -4398,7 +4398,7 @@ $$;
 comment on function creditgate_private.tg_ledger__after_insert_event() is
 'credits.added for every credit entry (signup bonus, purchase, grant, admin recharge, refund).';
 
-create or replace function creditgate_private.tg_balances__before_update_event()
+create or replace function creditgate_private.tg_balances__after_update_event()
 returns trigger
 language plpgsql
 security definer
@@ -4410,7 +4410,8 @@ begin
   -- Runs only for falls that may cross a threshold (see install_balance_low_trigger), on
   -- the request path: the threshold (the plan's override in plan_low_balance_thresholds,
   -- else low_balance_threshold) is read in one query (100 is the catalog's default; a test
-  -- keeps the two equal), and it is a BEFORE trigger: no after-trigger queue.
+  -- keeps the two equal). An AFTER trigger: a BEFORE one would re-fetch and lock the old
+  -- row on every update, even when its WHEN is false.
   select coalesce(
     (select (s.value ->> new.plan)::bigint from creditgate_private.settings as s
      where s.key = 'plan_low_balance_thresholds' and jsonb_typeof(s.value -> new.plan) = 'number'),
@@ -4420,8 +4421,7 @@ begin
   ) into v_threshold;
   -- The balance row is locked by every money operation, so OLD is the balance the previous
   -- committed operation left: exactly one update crosses the threshold per fall, however
-  -- many spends race; a rise back to the threshold or above re-arms it. The event row is
-  -- part of this statement: if the update fails, it goes with it.
+  -- many spends race; a rise back to the threshold or above re-arms it.
   if v_threshold > 0 and old.balance >= v_threshold and new.balance < v_threshold then
     perform creditgate_private.emit_event(
       'balance.low', new.user_id,
@@ -4431,10 +4431,10 @@ begin
       )
     );
   end if;
-  return new;
+  return null;
 end
 $$;
-comment on function creditgate_private.tg_balances__before_update_event() is
+comment on function creditgate_private.tg_balances__after_update_event() is
 'balance.low when a balance falls below its plan''s threshold (once per crossing).';
 
 create or replace function creditgate_private.tg_generations__after_update_event()
@@ -4513,10 +4513,10 @@ begin
   v_min := coalesce(v_min, v_default);
   v_max := coalesce(v_max, v_default);
   execute format(
-    'create or replace trigger balances_before_update_event'
-    ' before update of balance on creditgate.balances for each row'
+    'create or replace trigger balances_after_update_event'
+    ' after update of balance on creditgate.balances for each row'
     ' when (new.balance < old.balance and new.balance < %s and old.balance >= %s)'
-    ' execute function creditgate_private.tg_balances__before_update_event()',
+    ' execute function creditgate_private.tg_balances__after_update_event()',
     greatest(v_max, 0), greatest(v_min, 1)
   );
 end
@@ -4566,7 +4566,7 @@ execute function creditgate_private.tg_clawbacks__after_insert_event();
 
 revoke all on function creditgate_private.emit_event(text, uuid, jsonb, text) from public, anon, authenticated;
 revoke all on function creditgate_private.tg_ledger__after_insert_event() from public, anon, authenticated;
-revoke all on function creditgate_private.tg_balances__before_update_event() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_balances__after_update_event() from public, anon, authenticated;
 revoke all on function creditgate_private.install_balance_low_trigger() from public, anon, authenticated;
 revoke all on function creditgate_private.tg_settings__after_change_thresholds() from public, anon, authenticated;
 revoke all on function creditgate_private.tg_generations__after_update_event() from public, anon, authenticated;
