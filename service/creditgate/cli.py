@@ -454,6 +454,15 @@ def instructions_cmd(
     raise typer.Exit(instructions.main(cfg, as_json=as_json, out=out, err=console))
 
 
+def _register_ops() -> None:
+    from creditgate import ops_cli
+
+    ops_cli.register(app, _database_url, out, console)
+
+
+_register_ops()
+
+
 def main() -> None:
     try:
         app()
