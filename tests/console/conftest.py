@@ -151,6 +151,8 @@ def stack(
             "CREDITGATE_RUNNER_PORT": str(runner_port),
             "CREDITGATE_HEARTBEAT_SECONDS": "2",
             "CREDITGATE_IDLE_POLL_SECONDS": "2",
+            # As behind a TLS-terminating proxy: X-Forwarded-Proto says whether it was https.
+            "CREDITGATE_TRUSTED_PROXY": "1",
         }
         procs: list[Proc] = []
         try:

@@ -25,6 +25,7 @@ from creditgate.console.checkout import CheckoutError, create_checkout_session
 from creditgate.console.errors import describe
 from creditgate.console.framework import Page, redirect
 from creditgate.console.gotrue import GoTrue, GoTrueError
+from creditgate.console.session import forget_session
 from creditgate.db import ApiError, Arg
 from creditgate.observability import get_logger
 
@@ -153,6 +154,8 @@ async def logout(current: Page) -> Response:
         )
         access = data.get("at")
         if isinstance(access, str):
+            if current.caller is not None:
+                forget_session(current.caller.principal.claims)
             try:
                 await gotrue.logout(access)
             except GoTrueError as exc:

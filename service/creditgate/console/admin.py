@@ -23,7 +23,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 from starlette.responses import Response
 
-from creditgate.console.charts import Chart, bar_chart, line_chart
+from creditgate.console.charts import STATUS_COLORS, Chart, bar_chart, line_chart
 from creditgate.console.framework import Page, redirect
 from creditgate.db import ApiError, Arg
 
@@ -116,7 +116,9 @@ def _charts(daily: dict[str, Any]) -> list[Any]:
                 "credits",
             )
         ),
-        bar_chart(Chart("status", "Generations per day by status", days, status)),
+        bar_chart(
+            Chart("status", "Generations per day by status", days, status, colors=STATUS_COLORS)
+        ),
         bar_chart(Chart("models", "Generations per day by model", days, by_model)),
         line_chart(Chart("failures", "Provider failure rate per day", days, failure, "%")),
         line_chart(Chart("latency", "Provider latency per day (p50 and p95)", days, latency, "ms")),

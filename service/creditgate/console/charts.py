@@ -13,9 +13,16 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-__all__ = ["PALETTE", "Chart", "bar_chart", "line_chart"]
+__all__ = ["PALETTE", "STATUS_COLORS", "Chart", "bar_chart", "line_chart"]
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
+STATUS_COLORS = {
+    "succeeded": "#16a34a",
+    "failed": "#dc2626",
+    "queued": "#93c5fd",
+    "running": "#2563eb",
+    "canceled": "#9ca3af",
+}
 WIDTH, HEIGHT = 640, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 16, 36
 
@@ -29,6 +36,13 @@ class Chart:
     labels: Sequence[str]
     series: Mapping[str, Sequence[float]]
     unit: str = ""
+    #: Fixed colours for known series names (e.g. failed = red); others take the palette.
+    colors: Mapping[str, str] | None = None
+
+    def color(self, index: int, name: str) -> str:
+        if self.colors and name in self.colors:
+            return self.colors[name]
+        return PALETTE[index % len(PALETTE)]
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -39,6 +53,15 @@ def _fmt(value: float, unit: str) -> str:
     else:
         text = f"{value:,.1f}"
     return f"{text} {unit}".rstrip()
+
+
+def _tick(value: float, unit: str) -> str:
+    """A short axis label (1.5k, 2M); the exact figures are in the table."""
+    suffix = "%" if unit == "%" else ""
+    for size, letter in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{letter}{suffix}"
+    return f"{value:.3g}{suffix}"
 
 
 def _nice_max(value: float) -> float:
@@ -65,9 +88,14 @@ def _frame(chart: Chart, top: float, body: str) -> str:
         f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}"/>',
         f'<line class="grid" x1="{LEFT}" y1="{TOP}" x2="{LEFT + plot_w}" y2="{TOP}"/>',
         f'<text class="tick" x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end">'
-        f"{escape(_fmt(top, chart.unit))}</text>",
+        f"{escape(_tick(top, chart.unit))}</text>",
         f'<text class="tick" x="{LEFT - 6}" y="{TOP + plot_h + 4}" text-anchor="end">0</text>',
     ]
+    if chart.unit and chart.unit != "%":
+        parts.append(
+            f'<text class="tick unit" x="{LEFT + 6}" y="{TOP + 12}" text-anchor="start">'
+            f"{escape(chart.unit)}</text>"
+        )
     if labels:
         parts.append(
             f'<text class="tick" x="{LEFT}" y="{HEIGHT - 12}" text-anchor="start">'
@@ -85,7 +113,9 @@ def _frame(chart: Chart, top: float, body: str) -> str:
 
 def _legend(chart: Chart) -> str:
     items = "".join(
-        f'<li><span class="swatch" style="background:{PALETTE[i % len(PALETTE)]}"></span>'
+        # An SVG swatch: the console's CSP allows no inline style attributes.
+        f'<li><svg class="swatch" viewBox="0 0 10 10" aria-hidden="true">'
+        f'<rect width="10" height="10" rx="2" fill="{chart.color(i, name)}"/></svg>'
         f"{escape(name)}</li>"
         for i, name in enumerate(chart.series)
     )
@@ -130,7 +160,7 @@ def line_chart(chart: Chart) -> Markup:
     step = plot_w / (n - 1) if n > 1 else 0
     body = []
     for i, (name, values) in enumerate(chart.series.items()):
-        color = PALETTE[i % len(PALETTE)]
+        color = chart.color(i, name)
         points = [
             (LEFT + (j * step if n > 1 else plot_w / 2), TOP + plot_h - (v / top) * plot_h)
             for j, v in enumerate(values)
@@ -168,7 +198,7 @@ def bar_chart(chart: Chart) -> Markup:
             body.append(
                 f'<rect class="bar" x="{LEFT + j * slot + (slot - bar_w) / 2:.1f}" '
                 f'y="{base:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                f'fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(chart.labels[j])} '
+                f'fill="{chart.color(i, name)}"><title>{escape(chart.labels[j])} '
                 f"{escape(name)}: {escape(_fmt(value, chart.unit))}</title></rect>"
             )
     return _figure(chart, _frame(chart, top, "".join(body)))

@@ -126,7 +126,7 @@ def page(
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         services = services_of(request)
-        secure = session.is_secure(request, console, services.settings.public_url)
+        secure = session.is_secure(request, console, services.settings)
         jar = session.load_jar(
             request, console.signing_key(services.settings), secure, console.session_max_age
         )

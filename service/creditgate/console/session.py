@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from starlette.responses import Response
 
 from creditgate.api.context import Services
 from creditgate.auth import AuthError, Principal, mint_token
+from creditgate.config import Settings
 from creditgate.console import links
 from creditgate.console.config import ConsoleSettings
 from creditgate.console.gotrue import GoTrue, GoTrueError
@@ -43,6 +45,28 @@ __all__ = [
 SESSION_COOKIE = "cg_session"
 CSRF_COOKIE = "cg_csrf"
 COOKIE_PATH = "/console"
+
+
+# Supabase access tokens stay valid until they expire even after GoTrue revoked their
+# session at logout. So that a copied cookie dies at logout too, this process remembers the
+# session ids it logged out until their tokens expire. (Per process: behind several service
+# processes a copied cookie lives at most until its access token expires, as in Supabase.)
+_LOGGED_OUT: dict[str, float] = {}
+
+
+def forget_session(claims: dict[str, Any]) -> None:
+    """Refuse this access token's session from now on (logout)."""
+    session_id, expires = claims.get("session_id"), claims.get("exp")
+    if isinstance(session_id, str) and isinstance(expires, int | float):
+        now = time.time()
+        for key in [k for k, exp in _LOGGED_OUT.items() if exp < now]:
+            del _LOGGED_OUT[key]
+        _LOGGED_OUT[session_id] = float(expires)
+
+
+def _logged_out(claims: dict[str, Any]) -> bool:
+    session_id = claims.get("session_id")
+    return isinstance(session_id, str) and session_id in _LOGGED_OUT
 
 
 @dataclass
@@ -103,12 +127,18 @@ class CookieJar:
             )
 
 
-def is_secure(request: Request, console: ConsoleSettings, public_url: str) -> bool:
+def is_secure(request: Request, console: ConsoleSettings, settings: Settings) -> bool:
+    """Secure cookies when the browser talks https to us: directly, through the trusted
+    TLS-terminating proxy (X-Forwarded-Proto, only with CREDITGATE_TRUSTED_PROXY), or
+    whenever the public URL is https."""
     if console.secure_cookies in ("1", "true", "yes", "on"):
         return True
     if console.secure_cookies in ("0", "false", "no", "off"):
         return False
-    return request.url.scheme == "https" or public_url.startswith("https://")
+    if request.url.scheme == "https" or settings.public_url.startswith("https://"):
+        return True
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return settings.trusted_proxy and forwarded == "https"
 
 
 def load_jar(request: Request, key: bytes, secure: bool, max_age: int) -> CookieJar:
@@ -195,6 +225,9 @@ async def resolve(services: Services, console: ConsoleSettings, jar: CookieJar) 
                 jar.set_session(None)
                 return None
             jar.set_session({"src": "gotrue", "at": fresh.access_token, "rt": fresh.refresh_token})
+        if _logged_out(principal.claims):
+            jar.set_session(None)
+            return None
         email = principal.claims.get("email")
         return Caller(principal, email if isinstance(email, str) else "", "gotrue")
     jar.set_session(None)

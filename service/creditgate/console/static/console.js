@@ -16,6 +16,9 @@ function setupGenerateForm(form) {
 
   function showFields() {
     const current = kind();
+    const option = model.options[model.selectedIndex];
+    const description = document.getElementById("model-description");
+    if (description && option) description.textContent = option.dataset.description || "";
     form.querySelectorAll("[data-kinds]").forEach((row) => {
       const shown = row.dataset.kinds.split(" ").includes(current);
       row.hidden = !shown;
@@ -26,6 +29,11 @@ function setupGenerateForm(form) {
   async function refreshQuote() {
     const mine = ++seq;
     const body = new FormData(form);
+    if (!String(body.get("prompt") || "").trim()) {
+      quote.textContent = "—";
+      quoteError.textContent = "Type a prompt to see the price.";
+      return;
+    }
     try {
       const response = await fetch("/console/quote", {
         method: "POST",
