@@ -4,9 +4,11 @@ by a user, a grant found by email, charts over seeded history, models, audit, we
 from __future__ import annotations
 
 import re
+import uuid
 
 import psycopg
 from playwright.sync_api import Page, expect
+from psycopg.types.json import Jsonb
 
 from tests.console.conftest import ConsoleStack, owner
 
@@ -142,14 +144,23 @@ def test_an_admin_grants_credits_to_a_user_found_by_email(stack: ConsoleStack) -
 
 
 def seed_history(stack: ConsoleStack) -> None:
-    """Two users' generations settled by a worker: one succeeded, one failed and refunded."""
+    """Two generations requested through request_generation and settled as a worker settles
+    them (one succeeded, one failed and refunded), in one transaction, so the running
+    worker never sees them queued."""
     user_id, _ = stack.user()
     with psycopg.connect(stack.db.owner_url) as conn, conn.transaction():
-        g1 = conn.execute("select tests.make_queued_generation(%s, 'sd15', 155, '{\"prompt\": \"a\"}')", [user_id]).fetchone()[0]  # type: ignore[index]
-        g2 = conn.execute("select tests.make_queued_generation(%s, 'sdxl', 505, '{\"prompt\": \"b\"}')", [user_id]).fetchone()[0]  # type: ignore[index]
+        conn.execute("select tests.as_user(%s)", [user_id])
+        ids = [
+            conn.execute(
+                "select creditgate.request_generation(%s, %s, %s) ->> 'generation_id'",
+                [model, Jsonb({"prompt": prompt}), str(uuid.uuid4())],
+            ).fetchone()[0]  # type: ignore[index]
+            for model, prompt in (("sd15", "a harbour at dawn"), ("sdxl", "a storm at sea"))
+        ]
         conn.execute("select tests.as_service()")
         jobs = conn.execute("select creditgate.service_claim_generations('chart-seed', 10)").fetchone()[0]  # type: ignore[index]
         tokens = {j["generation_id"]: j["lease_token"] for j in jobs}
+        g1, g2 = ids
         for gid, outcome in (
             (g1, {"status": "succeeded", "provider": {"name": "local", "http_status": 200, "latency_ms": 120},
                   "media": [{"storage_key": f"media/{g1}/0.png", "content_type": "image/png", "bytes": 1}]}),
@@ -158,7 +169,7 @@ def seed_history(stack: ConsoleStack) -> None:
         ):
             conn.execute(
                 "select creditgate.service_settle_generation(%s, 'chart-seed', %s, %s)",
-                [gid, tokens[str(gid)], psycopg.types.json.Jsonb(outcome)],
+                [gid, tokens[gid], Jsonb(outcome)],
             )
 
 

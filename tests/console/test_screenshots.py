@@ -33,10 +33,17 @@ UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), s
   .map(el => el.outerHTML)"""
 
 
+CLIPPED = """() => [...document.querySelectorAll('.table-wrap')]
+  .filter(el => el.checkVisibility() && el.scrollWidth > el.clientWidth + 1)
+  .map(el => el.querySelector('table') && el.querySelector('table').id || el.className)"""
+
+
 def check_layout(page: Page, name: str) -> None:
     overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"{name}: the page is {overflow}px wider than the screen"
     assert page.evaluate(UNLABELLED) == [], f"{name}: controls without a label"
+    clipped = page.evaluate(CLIPPED)
+    assert clipped == [], f"{name}: tables wider than their box: {clipped}"
     # The stylesheet is applied (not an unstyled page).
     font = page.evaluate("() => getComputedStyle(document.body).fontFamily")
     assert "system-ui" in font, name
