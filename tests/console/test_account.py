@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import re
+import uuid
 
 import httpx
+import psycopg
 from playwright.sync_api import expect
 
 from tests.console.conftest import WEBHOOK_SECRET, ConsoleStack, as_user, owner
@@ -176,3 +178,64 @@ def test_ledger_pages_and_csv_match_the_database(stack: ConsoleStack) -> None:
         reason = want["reason"] or ""
         assert got["reason"] == ("'" + reason if reason.startswith("=") else reason)
     assert sum(int(r["delta"]) for r in parsed) == stack.balance(user_id)
+
+
+def test_balance_page_shows_expiring_credits_and_anything_owed(stack: ConsoleStack) -> None:
+    user_id, email = stack.user()
+    with psycopg.connect(stack.db.owner_url) as conn, conn.transaction():
+        conn.execute("select tests.as_service()")
+        conn.execute(
+            "select creditgate.service_grant_credits(%s, 321, 'grant', %s,"
+            " expires_at => now() + interval '5 days')",
+            [user_id, f"expiring-{user_id}"],
+        )
+        # A dispute of more than the user has: the rest is owed (where get_balance reports it).
+        conn.execute(
+            "select creditgate.service_clawback(%s, %s, 5000, 'dispute')", [f"evt_owed_{user_id}", user_id]
+        )
+    balance = as_user(stack.db, user_id, "select creditgate.get_balance()")
+    page = stack.signed_in(user_id, email)
+    expect(page.locator("#balance")).to_have_text(f"{balance['balance']:,}")
+    expiring = page.get_by_role("region", name="Expiring in the next 30 days")
+    expect(expiring.locator("tbody tr")).to_have_count(len(balance["expiring"]))
+    for lot in balance["expiring"]:
+        expect(expiring).to_contain_text(f"{lot['amount']:,}")
+    if balance.get("owed"):
+        expect(page.locator("#owed")).to_have_text(f"{balance['owed']:,}")
+        expect(page.locator("main")).to_contain_text("new credits pay this first")
+    else:
+        expect(page.locator("#owed")).to_have_count(0)
+
+
+def test_errors_are_shown_in_words_from_the_api_error_codes(stack: ConsoleStack) -> None:
+    user_id, email = stack.user()
+    page = stack.signed_in(user_id, email)
+    page.goto(f"{stack.url}/console/generate?model=animatediff")
+    page.get_by_label("Prompt", exact=True).fill("a very long clip")
+    page.get_by_label("Duration (seconds)").fill("6")
+    [quoted] = owner(
+        stack.db,
+        "select (creditgate.quote('animatediff', '{\"prompt\": \"a very long clip\","
+        " \"duration_seconds\": 6}') ->> 'cost')::bigint as cost",
+    )
+    expect(page.locator("#quote")).to_have_text(f"{quoted['cost']} credits")
+    with page.expect_response(lambda r: r.url.endswith("/console/generate")) as info:
+        page.get_by_role("button", name="Generate").click()
+    assert info.value.status == 402  # the API's status for insufficient_credits
+    alert = page.get_by_role("alert")
+    expect(alert).to_have_attribute("data-code", "insufficient_credits")
+    expect(alert).to_have_text(
+        f"This needs {quoted['cost']} credits and you have {stack.balance(user_id)} available. "
+        "Buy a pack to continue."
+    )
+    # An invalid value names the field in words, live in the quote and after submitting.
+    page.get_by_label("Duration (seconds)").fill("60")
+    expect(page.locator("#quote-error")).to_contain_text("The duration is not accepted")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_role("alert")).to_contain_text("The duration is not accepted")
+    expect(page.get_by_role("alert")).to_have_attribute("data-code", "invalid_request")
+    response = page.goto(f"{stack.url}/console/generations/{uuid.uuid4()}")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("alert")).to_have_text(
+        "We could not find that. It may have been deleted, or it belongs to another account."
+    )

@@ -242,3 +242,73 @@ def test_models_audit_and_webhooks_pages(stack: ConsoleStack) -> None:
         expect(admin.locator("#deliveries")).to_be_visible()
     else:
         expect(admin.locator("#webhooks-placeholder")).to_contain_text("not installed on this database")
+        admin.goto(f"{stack.url}/console/admin/audit")
+        expect(admin.locator("#runs-placeholder")).to_be_visible()
+        # The shape the console expects from the operations work, wired here by hand.
+        owner(
+            stack.db,
+            """
+            create function creditgate.admin_webhook_deliveries(max_items integer) returns jsonb
+            language plpgsql security definer set search_path = '' as $$
+            begin
+              perform creditgate_private.require_admin();
+              return jsonb_build_array(jsonb_build_object('created_at', now(),
+                'event_type', 'balance.low', 'endpoint_url', 'https://hooks.example.test/<b>',
+                'state', 'parked', 'attempts', 7));
+            end $$;
+            create function creditgate.admin_audit_runs(max_items integer) returns jsonb
+            language plpgsql security definer set search_path = '' as $$
+            begin
+              perform creditgate_private.require_admin();
+              return jsonb_build_array(jsonb_build_object('ran_at', now(), 'ok', false, 'failed_checks', 2));
+            end $$;
+            grant execute on function creditgate.admin_webhook_deliveries(integer) to authenticated;
+            grant execute on function creditgate.admin_audit_runs(integer) to authenticated;
+            """,
+        )
+        try:
+            admin.goto(f"{stack.url}/console/admin/webhooks")
+            row = admin.locator("#deliveries tbody tr")
+            expect(row).to_have_count(1)
+            expect(row).to_contain_text("balance.low")
+            expect(row).to_contain_text("https://hooks.example.test/<b>")
+            expect(row).to_contain_text("parked")
+            admin.goto(f"{stack.url}/console/admin/audit")
+            expect(admin.locator("#runs-placeholder")).to_have_count(0)
+            expect(admin.get_by_role("region", name="Scheduled runs").locator("tbody tr")).to_contain_text("failed")
+            response = user.goto(f"{stack.url}/console/admin/webhooks")
+            assert response is not None and response.status == 403
+        finally:
+            owner(
+                stack.db,
+                "drop function creditgate.admin_webhook_deliveries(integer);"
+                " drop function creditgate.admin_audit_runs(integer)",
+            )
+
+
+def test_settings_bonus_and_caps_with_a_bad_value_explained(stack: ConsoleStack) -> None:
+    admin_id, admin_email = stack.user(admin=True)
+    page = stack.signed_in(admin_id, admin_email)
+    page.goto(f"{stack.url}/console/admin/settings")
+    page.get_by_label("signup bonus", exact=True).fill("250")
+    page.get_by_role("button", name="Save signup bonus", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("Setting saved.")
+    assert setting(stack, "signup_bonus") == 250
+    _, email = stack.user()
+    [row] = owner(stack.db, "select b.balance from creditgate.balances as b join auth.users as u on u.id = b.user_id where u.email = %s", [email])
+    assert row["balance"] == 250
+
+    page.get_by_label("plan daily caps", exact=True).fill('{"free": 100, "pro": null}')
+    page.get_by_role("button", name="Save plan daily caps").click()
+    expect(page.get_by_role("status")).to_have_text("Setting saved.")
+    assert setting(stack, "plan_daily_caps") == {"free": 100, "pro": None}
+
+    page.get_by_label("plan daily caps", exact=True).fill("{free: 100")
+    page.get_by_role("button", name="Save plan daily caps").click()
+    expect(page.get_by_role("alert")).to_have_text("The value is not accepted: not a number or JSON value.")
+    page.goto(f"{stack.url}/console/admin/settings")
+    page.get_by_label("signup bonus", exact=True).fill("-5")
+    page.get_by_role("button", name="Save signup bonus", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("The value is not accepted")
+    assert setting(stack, "signup_bonus") == 250
+    owner(stack.db, "delete from creditgate_private.settings where key in ('signup_bonus', 'plan_daily_caps')")
