@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from psycopg.rows import dict_row
 
 from creditgate import localdb
@@ -38,6 +38,8 @@ SIGNING_SECRET = "console-media-signing-secret-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_console_test_secret_0123456789"
 PASSWORD = "correct horse battery staple"
 DESKTOP = {"width": 1280, "height": 900}
+# Two shared cores under a full test run: give assertions on the page time to come true.
+expect.set_options(timeout=20_000)
 PHONE = {"width": 390, "height": 844}
 
 
@@ -108,8 +110,10 @@ class ConsoleStack:
         return int(owner(self.db, "select balance from creditgate.balances where user_id = %s", [user_id])[0]["balance"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Per module, not per session: while Playwright's sync API is open, its event loop is
+    # the thread's running loop, and other test modules' asyncio.run() would fail.
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
