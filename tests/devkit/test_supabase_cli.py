@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,36 +20,12 @@ import pytest
 
 from creditgate import localdb
 from tests import dbutil
+from tests.devkit.supabase_like import MIGRATOR, create, db_url, drop, signup, url
 
 ROOT = dbutil.ROOT
 SUPABASE = ROOT / "devkit" / "node_modules" / ".bin" / "supabase"
-MIGRATOR = "cg_supabase_postgres"
 PGTAP_FILES = sorted((ROOT / "db" / "tests").rglob("*.sql"))
 PLAN_RE = re.compile(r"^1\.\.(\d+)$", re.M)
-
-
-def supabase_like_database() -> str:
-    name = f"cg_sb_{dbutil.RUN_ID}_{uuid.uuid4().hex[:8]}"
-    localdb.create_database(dbutil.ADMIN_URL, name)
-    dbutil._created.append(name)
-    subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"migrator={MIGRATOR}",
-         "-d", localdb.dsn_for(dbutil.ADMIN_URL, dbname=name),
-         "-f", str(ROOT / "tests" / "devkit" / "supabase_like.sql")],
-        check=True, capture_output=True, text=True, timeout=120,
-    )
-    return name
-
-
-def url(name: str, user: str = MIGRATOR) -> str:
-    return localdb.dsn_for(dbutil.ADMIN_URL, dbname=name, user=user)
-
-
-def db_url(name: str) -> str:
-    """The URL form `supabase db push --db-url` takes."""
-    params = psycopg.conninfo.conninfo_to_dict(url(name))
-    return (f"postgresql://{MIGRATOR}@{params.get('host', '127.0.0.1')}:{params.get('port', 5432)}"
-            f"/{name}?sslmode=disable")
 
 
 def push(name: str, workdir: Path, home: Path) -> subprocess.CompletedProcess[str]:
@@ -75,16 +50,10 @@ def versions(folder: Path) -> list[str]:
     return sorted(p.name.split("_", 1)[0] for p in folder.glob("*.sql"))
 
 
-def drop(name: str) -> None:
-    localdb.drop_database(dbutil.ADMIN_URL, name)
-    if name in dbutil._created:
-        dbutil._created.remove(name)
-
-
 @pytest.fixture(scope="module")
 def pushed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A Supabase-like database after one push of the checked-in migrations."""
-    name = supabase_like_database()
+    name = create()
     try:
         result = push(name, ROOT, tmp_path_factory.mktemp("home"))
         yield name, result.stdout + result.stderr
@@ -163,22 +132,7 @@ def test_pgtap_passes_on_the_pushed_database(pgtap_ready: str, path: Path) -> No
 
 def test_audit_passes_and_a_gotrue_signup_credits_the_bonus(pgtap_ready: str) -> None:
     name = pgtap_ready
-    user_id = str(uuid.uuid4())
-    with psycopg.connect(localdb.dsn_for(dbutil.ADMIN_URL, dbname=name), autocommit=True) as conn:
-        # What GoTrue does on /signup, as its own role.
-        with conn.transaction():
-            conn.execute("set local role supabase_auth_admin")
-            conn.execute(
-                "insert into auth.users (instance_id, id, aud, role, email, encrypted_password,"
-                " email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at,"
-                " updated_at, is_anonymous)"
-                " values ('00000000-0000-0000-0000-000000000000', %s, 'authenticated',"
-                " 'authenticated', %s, %s,"
-                " now(), '{\"provider\": \"email\", \"providers\": [\"email\"]}', '{}', now(),"
-                " now(), false)",
-                # GoTrue hashes the password itself (bcrypt) before the insert.
-                [user_id, f"{user_id}@example.test", "$2a$10$" + "x" * 53],
-            )
+    user_id = signup(name)
     with psycopg.connect(url(name, "authenticator"), autocommit=True) as conn:
         with conn.transaction():
             conn.execute("select set_config('role', 'authenticated', true),"
@@ -206,7 +160,7 @@ def test_a_changed_function_goes_live_after_generate_and_push(tmp_path: Path) ->
     project = tmp_path / "project"
     shutil.copytree(ROOT / "db", project / "db")
     shutil.copytree(ROOT / "supabase", project / "supabase")
-    name = supabase_like_database()
+    name = create()
     try:
         first = push(name, project, tmp_path)
         assert first.returncode == 0, first.stdout + first.stderr
