@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from tests import dbutil
+from tests.devkit import errors
 
 ROOT = dbutil.ROOT
 EXAMPLE = ROOT / "examples" / "supabase-js"
@@ -17,9 +18,9 @@ TSC = EXAMPLE / "node_modules" / "typescript" / "bin" / "tsc"
 ERROR_RE = re.compile(r"^(?P<file>[^(]+)\((?P<line>\d+),\d+\): error (?P<code>TS\d+): (?P<text>.*)$")
 
 
-def tsc(project: Path) -> tuple[int, list[dict[str, str]], str]:
+def tsc(project: Path, *, emit: bool = False) -> tuple[int, list[dict[str, str]], str]:
     proc = subprocess.run(
-        ["node", str(TSC), "--noEmit", "--pretty", "false", "-p", str(project)],
+        ["node", str(TSC), *([] if emit else ["--noEmit"]), "--pretty", "false", "-p", str(project)],
         capture_output=True, text=True, timeout=300,
     )
     out = proc.stdout + proc.stderr
@@ -84,3 +85,53 @@ def test_results_must_name_every_generated_function(tmp_path: Path) -> None:
     assert code != 0
     assert any("functionsWithoutAResultInterface" in e["text"] for e in errors), out
     assert "get_balance" in out
+
+
+def test_real_errors_map_to_messages(db: dbutil.TestDatabase, tmp_path: Path) -> None:
+    """The example's describe(), compiled by tsc and run by node on real error bodies."""
+    bodies = errors.collect(db)
+    out = tmp_path / "out"
+    (tmp_path / "node_modules").symlink_to(EXAMPLE / "node_modules")
+    (tmp_path / "tsconfig.json").write_text(json.dumps({
+        "extends": str(EXAMPLE / "tsconfig.json"),
+        "compilerOptions": {"noEmit": False, "outDir": str(out), "rootDir": str(ROOT),
+                            "typeRoots": [str(EXAMPLE / "node_modules" / "@types")]},
+        "files": [str(EXAMPLE / "src" / "creditgate.ts")],
+    }))
+    (tmp_path / "package.json").write_text('{"type": "module"}')
+    code, errs, log = tsc(tmp_path / "tsconfig.json", emit=True)
+    assert code == 0 and errs == [], log
+    script = (
+        f"import {{ describe }} from "
+        f"{json.dumps(str(out / EXAMPLE.relative_to(ROOT) / 'src' / 'creditgate.js'))}\n"
+        "const bodies = JSON.parse(process.argv[2])\n"
+        "const said = {}\n"
+        "for (const [label, body] of Object.entries(bodies)) {\n"
+        "  const e = describe(body)\n"
+        "  said[label] = { code: e.code, reason: e.reason, message: e.userMessage,\n"
+        "                  retry: e.retryAfterSeconds, details: e.details }\n"
+        "}\n"
+        "console.log(JSON.stringify(said))\n"
+    )
+    (tmp_path / "run.mjs").write_text(script)
+    proc = subprocess.run(["node", str(tmp_path / "run.mjs"), json.dumps(bodies)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    said = json.loads(proc.stdout)
+
+    assert said["insufficient_credits"]["code"] == "PT402"
+    assert said["insufficient_credits"]["message"] == "Not enough credits: this costs 33, you have 10."
+    limited = said["rate_limited"]
+    assert (limited["code"], limited["reason"]) == ("PT429", "rate_limited")
+    assert isinstance(limited["retry"], int) and 1 <= limited["retry"] <= 3600
+    assert limited["message"] == f"Too many requests: try again in {limited['retry']} seconds."
+    capped = said["daily_cap_reached"]
+    assert capped["retry"] is None
+    assert capped["message"] == (
+        f"Daily limit reached (3 of 5 credits); it resets at {capped['details']['resets_at']}.")
+    assert said["idempotency_key_reused"]["message"] == (
+        "This request key was already used for a different request: make a new one.")
+    assert said["model_unavailable"]["message"] == (
+        "This model is not available right now; pick another one.")
+    assert said["maintenance"]["message"] == (
+        "Generation is paused for maintenance; please try again later.")

@@ -12,12 +12,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import psycopg
 import pytest
 from postgrest.exceptions import APIError
 
 from creditgate import typegen
-from tests import dbutil, pgrest
+from tests import dbutil
+from tests.devkit import errors
 
 ROOT = dbutil.ROOT
 EXAMPLE = ROOT / "examples" / "supabase-py" / "creditgate_example.py"
@@ -126,69 +126,37 @@ def test_a_typeddict_that_drifts_is_caught() -> None:
 # --- errors ----------------------------------------------------------------------------------
 
 
-def api_error(exc: psycopg.Error) -> APIError:
-    """The error body PostgREST sends for a raised PTxyz, as supabase-py receives it."""
-    diag = exc.diag
-    return APIError({"code": diag.sqlstate, "message": diag.message_primary,
-                     "details": diag.message_detail, "hint": diag.message_hint})
-
-
-def error_of(conn: psycopg.Connection, fn: str, args: dict[str, Any], **kw: Any) -> APIError:
-    with pytest.raises(psycopg.Error) as caught:
-        pgrest.rpc(conn, fn, args, **kw)
-    return api_error(caught.value)
-
-
 def test_real_errors_map_to_messages(db: dbutil.TestDatabase) -> None:
-    with psycopg.connect(db.owner_url, autocommit=True) as owner:
-        owner.execute("select tests.seed_models()")
-        user = str(owner.execute("select tests.create_user()").fetchone()[0])  # type: ignore[index]
-        admin = str(owner.execute("select tests.create_user()").fetchone()[0])  # type: ignore[index]
-        owner.execute("select tests.make_admin(%s)", [admin])
-        owner.execute(
-            "insert into creditgate_private.rate_limit_rules (id, scope, kind, window_seconds,"
-            " max_requests) values ('devkit_user', 'user', 'chat', 3600, 1)"
-        )
-    as_user = {"role": "authenticated", "user_id": user}
-    with pgrest.connect(db.api_url) as conn:
-        # A chargeback leaves the user 10 credits; an image costs 33.
-        pgrest.rpc(conn, "service_clawback", {"event_id": "evt_devkit", "user_id": user,
-                                              "amount": 990, "reason": "dispute"})
-        poor = example.describe(error_of(conn, "request_generation", {
-            "model_id": "img-test", "params": {"prompt": "x"}, "idempotency_key": "k-big"},
-            **as_user))
-        chat = {"model_id": "chat-test", "params": {"messages": [{"role": "user", "content": "hi"}]}}
-        pgrest.rpc(conn, "request_generation", {**chat, "idempotency_key": "k-chat-1"}, **as_user)
-        limited = example.describe(error_of(conn, "request_generation", {
-            **chat, "idempotency_key": "k-chat-2"}, **as_user))
-        reused = example.describe(error_of(conn, "request_generation", {
-            "model_id": "chat-test", "params": {"messages": [{"role": "user", "content": "other"}]},
-            "idempotency_key": "k-chat-1"}, **as_user))
-        off = example.describe(error_of(conn, "request_generation", {
-            "model_id": "img-off", "params": {"prompt": "x"}, "idempotency_key": "k-off"}, **as_user))
-        pgrest.rpc(conn, "admin_set_setting", {"key": "maintenance_mode", "value": "true"},
-                   casts={"value": "jsonb"},
-                   role="authenticated", user_id=admin)
-        paused = example.describe(error_of(conn, "request_generation", {
-            "model_id": "img-test", "params": {"prompt": "x"}, "idempotency_key": "k-m"}, **as_user))
+    bodies = errors.collect(db)
+    said = {label: example.describe(APIError(body)) for label, body in bodies.items()}
 
+    poor = said["insufficient_credits"]
     assert (poor.code, poor.reason) == ("PT402", "insufficient_credits")
-    assert set(poor.details) == {"required", "available"}
-    assert poor.user_message == (f"Not enough credits: this costs {poor.details['required']}, "
-                                 f"you have {poor.details['available']}.")
     assert poor.details == {"required": 33, "available": 10}
+    assert poor.user_message == "Not enough credits: this costs 33, you have 10."
 
+    limited = said["rate_limited"]
     assert (limited.code, limited.reason) == ("PT429", "rate_limited")
     assert set(limited.details) == {"scope", "retry_after_seconds"}
     assert limited.retry_after_seconds is not None and 1 <= limited.retry_after_seconds <= 3600
     assert limited.user_message == (
         f"Too many requests: try again in {limited.retry_after_seconds} seconds.")
 
-    assert (reused.code, reused.reason) == ("PT409", "idempotency_key_reused")
-    assert reused.user_message.startswith("This request key was already used")
-    assert reused.retry_after_seconds is None
+    capped = said["daily_cap_reached"]
+    assert (capped.code, capped.reason) == ("PT429", "daily_cap_reached")
+    assert set(capped.details) == {"cap", "used", "resets_at"}
+    assert capped.user_message == (
+        f"Daily limit reached (3 of 5 credits); it resets at {capped.details['resets_at']}.")
+    assert capped.retry_after_seconds is None
 
+    reused = said["idempotency_key_reused"]
+    assert (reused.code, reused.reason) == ("PT409", "idempotency_key_reused")
+    assert reused.user_message == (
+        "This request key was already used for a different request: make a new one.")
+
+    off = said["model_unavailable"]
     assert (off.code, off.reason) == ("PT503", "model_unavailable")
     assert off.user_message == "This model is not available right now; pick another one."
+    paused = said["maintenance"]
     assert (paused.code, paused.reason) == ("PT503", "maintenance")
-    assert paused.user_message.startswith("Generation is paused for maintenance")
+    assert paused.user_message == "Generation is paused for maintenance; please try again later."
