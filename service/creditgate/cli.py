@@ -471,7 +471,7 @@ def instructions_cmd(
 ) -> None:
     """Count the server's CPU instructions per transaction (valgrind) for the baseline
     spend, spend_credits and request_generation, on a throwaway cluster."""
-    from creditgate import instructions
+    from creditgate.bench import instructions
 
     cfg = instructions.InstructionsConfig(users=users, calls=calls, warmup=warmup)
     raise typer.Exit(instructions.main(cfg, as_json=as_json, out=out, err=console))
