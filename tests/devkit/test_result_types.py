@@ -125,7 +125,7 @@ def test_the_samples_cover_each_shape(samples: results.Samples) -> None:
 @pytest.mark.parametrize(
     ("fn", "label", "mutate"),
     [
-        ("get_balance", "with expiring lots and a cap", lambda r: r.update(owed=0)),
+        ("get_balance", "with expiring lots and a cap", lambda r: r.update(lease_token="t")),
         ("get_balance", "with expiring lots and a cap", lambda r: r.pop("available")),
         ("request_generation", "image", lambda r: r.update(cost="33")),
         ("request_generation", "image", lambda r: r.update(generation_id="g-1")),
