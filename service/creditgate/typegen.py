@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg.conninfo import conninfo_to_dict
+
 from creditgate import localdb, migrate
 
 TYPES_DIR = Path("supabase") / "types"
@@ -48,8 +50,8 @@ class Output:
 
 
 def _base_env() -> dict[str, str]:
-    """The caller's environment without any PG_META_* or libpq setting of its own."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PG_META_", "PG"))}
+    """The caller's environment without its libpq or PG_META_* settings (PG...)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
 
 
 def _node(root: Path, script: Path, args: list[str], env: dict[str, str]) -> str:
@@ -90,8 +92,6 @@ def database_types(root: Path, admin_dsn: str, progress: ProgressFn | None = Non
 
 def _url(dsn: str) -> str:
     """postgres-meta (node-postgres) takes a URL, not a key=value conninfo."""
-    from psycopg.conninfo import conninfo_to_dict
-
     p = conninfo_to_dict(dsn)
     host = p.get("host") or "127.0.0.1"
     port = p.get("port") or "5432"
