@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -93,11 +94,13 @@ def database_types(root: Path, admin_dsn: str, progress: ProgressFn | None = Non
 def _url(dsn: str) -> str:
     """postgres-meta (node-postgres) takes a URL, not a key=value conninfo."""
     p = conninfo_to_dict(dsn)
-    host = p.get("host") or "127.0.0.1"
+    host = str(p.get("host") or "127.0.0.1")
     port = p.get("port") or "5432"
-    auth = str(p.get("user") or "postgres")
+    auth = quote(str(p.get("user") or "postgres"), safe="")
     if p.get("password"):
-        auth += f":{p['password']}"
+        auth += ":" + quote(str(p["password"]), safe="")
+    if host.startswith("/"):  # a Unix socket directory
+        return f"postgresql://{auth}@/{p['dbname']}?host={quote(host, safe='')}&port={port}"
     return f"postgresql://{auth}@{host}:{port}/{p['dbname']}?sslmode=disable"
 
 
