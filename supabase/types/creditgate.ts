@@ -15,6 +15,7 @@ export type Database = {
           created_at: string
           daily_used: number
           daily_used_on: string | null
+          owed: number
           plan: string
           updated_at: string
           user_id: string
@@ -24,6 +25,7 @@ export type Database = {
           created_at?: string
           daily_used?: number
           daily_used_on?: string | null
+          owed?: number
           plan?: string
           updated_at?: string
           user_id: string
@@ -33,6 +35,7 @@ export type Database = {
           created_at?: string
           daily_used?: number
           daily_used_on?: string | null
+          owed?: number
           plan?: string
           updated_at?: string
           user_id?: string
@@ -139,8 +142,6 @@ export type Database = {
         Row: {
           actual_cost: number | null
           attempts: number
-          charge_key: string
-          client_ip: unknown
           cost: number
           created_at: string
           error: Json | null
@@ -148,16 +149,11 @@ export type Database = {
           id: string
           idempotency_key: string
           kind: string
-          lease_expires_at: string | null
-          lease_owner: string | null
-          lease_token: string | null
           max_attempts: number
           model_id: string
           output: Json | null
           params: NonNullable<Json>
-          request_hash: string
-          settle_result: Json | null
-          settled_lease_token: string | null
+          prices: Json | null
           started_at: string | null
           status: string
           updated_at: string
@@ -166,8 +162,6 @@ export type Database = {
         Insert: {
           actual_cost?: number | null
           attempts?: number
-          charge_key: string
-          client_ip?: unknown
           cost: number
           created_at?: string
           error?: Json | null
@@ -175,16 +169,11 @@ export type Database = {
           id?: string
           idempotency_key: string
           kind: string
-          lease_expires_at?: string | null
-          lease_owner?: string | null
-          lease_token?: string | null
           max_attempts?: number
           model_id: string
           output?: Json | null
           params: NonNullable<Json>
-          request_hash: string
-          settle_result?: Json | null
-          settled_lease_token?: string | null
+          prices?: Json | null
           started_at?: string | null
           status?: string
           updated_at?: string
@@ -193,8 +182,6 @@ export type Database = {
         Update: {
           actual_cost?: number | null
           attempts?: number
-          charge_key?: string
-          client_ip?: unknown
           cost?: number
           created_at?: string
           error?: Json | null
@@ -202,16 +189,11 @@ export type Database = {
           id?: string
           idempotency_key?: string
           kind?: string
-          lease_expires_at?: string | null
-          lease_owner?: string | null
-          lease_token?: string | null
           max_attempts?: number
           model_id?: string
           output?: Json | null
           params?: NonNullable<Json>
-          request_hash?: string
-          settle_result?: Json | null
-          settled_lease_token?: string | null
+          prices?: Json | null
           started_at?: string | null
           status?: string
           updated_at?: string
@@ -468,12 +450,39 @@ export type Database = {
         }
         Returns: Json
       }
+      admin_add_webhook_endpoint: {
+        Args: {
+          description?: string
+          event_types: string[]
+          secret?: string
+          url: string
+        }
+        Returns: Json
+      }
+      admin_daily_stats: { Args: { since?: string }; Returns: Json }
+      admin_disable_webhook_endpoint: {
+        Args: { endpoint_id: string }
+        Returns: Json
+      }
+      admin_find_user: { Args: { query: string }; Returns: Json }
+      admin_get_settings: { Args: Record<PropertyKey, never>; Returns: Json }
+      admin_list_models: { Args: Record<PropertyKey, never>; Returns: Json }
+      admin_list_webhook_endpoints: {
+        Args: Record<PropertyKey, never>
+        Returns: Json
+      }
+      admin_redeliver_webhook: { Args: { delivery_id: number }; Returns: Json }
+      admin_run_audit: { Args: Record<PropertyKey, never>; Returns: Json }
       admin_set_model_enabled: {
         Args: { enabled: boolean; model_id: string }
         Returns: Json
       }
       admin_set_setting: { Args: { key: string; value: Json }; Returns: Json }
       admin_stats: { Args: { since?: string }; Returns: Json }
+      admin_webhook_deliveries: {
+        Args: { endpoint_id?: string; max_items?: number; status?: string }
+        Returns: Json
+      }
       audit: { Args: { since?: string }; Returns: Json }
       cancel_generation: { Args: { generation_id: string }; Returns: Json }
       delete_media: { Args: { media_id: string }; Returns: Json }
@@ -487,15 +496,23 @@ export type Database = {
       save_media: { Args: { media_id: string }; Returns: Json }
       service_apply_checkout: {
         Args: {
+          amount_tax?: number
+          amount_total?: number
+          currency?: string
           event_id: string
           price_id: string
           quantity?: number
+          session_id?: string
           user_id: string
         }
         Returns: Json
       }
       service_claim_generations: {
         Args: { lease_seconds?: number; max_jobs?: number; worker_id: string }
+        Returns: Json
+      }
+      service_claim_webhook_deliveries: {
+        Args: { lease_seconds?: number; max_items?: number; worker_id: string }
         Returns: Json
       }
       service_clawback: {
@@ -513,6 +530,15 @@ export type Database = {
       }
       service_expired_media: {
         Args: { max_items?: number; now?: string }
+        Returns: Json
+      }
+      service_finish_webhook_delivery: {
+        Args: {
+          delivery_id: number
+          lease_token: string
+          outcome: Json
+          worker_id: string
+        }
         Returns: Json
       }
       service_grant_credits: {
@@ -542,13 +568,49 @@ export type Database = {
         Args: { media_ids: string[] }
         Returns: Json
       }
+      service_ops_status: { Args: { now?: string }; Returns: Json }
       service_reap_expired_leases: { Args: { now?: string }; Returns: Json }
+      service_run_due_jobs: {
+        Args: { now?: string; runner: string }
+        Returns: Json
+      }
       service_settle_generation: {
         Args: {
           generation_id: string
           lease_token: string
           outcome: Json
           worker_id: string
+        }
+        Returns: Json
+      }
+      service_stripe_dispute: {
+        Args: {
+          credits: number
+          dispute_id: string
+          payment_id: string
+          reason?: string
+          user_id: string
+        }
+        Returns: Json
+      }
+      service_stripe_dispute_won: {
+        Args: {
+          dispute_id: string
+          payment_id: string
+          reason?: string
+          user_id: string
+        }
+        Returns: Json
+      }
+      service_stripe_refund: {
+        Args: {
+          amount_refunded: number
+          credits: number
+          payment_amount: number
+          payment_id: string
+          reason?: string
+          refund_id: string
+          user_id: string
         }
         Returns: Json
       }
