@@ -87,10 +87,11 @@ def collect(db: dbutil.TestDatabase) -> Samples:
             "idempotency_key": "devkit-grant-1", "expires_at": NOW + timedelta(days=3),
             "priority": 90, "reason": "devkit", "metadata": {"campaign": "devkit"},
         })
-        service("service_apply_checkout", "fresh", {"event_id": "evt_devkit_1", "user_id": alice,
-                                                    "price_id": "price_devkit", "quantity": 2})
-        service("service_apply_checkout", "replayed", {"event_id": "evt_devkit_1", "user_id": alice,
-                                                       "price_id": "price_devkit", "quantity": 2})
+        checkout = {"event_id": "evt_devkit_1", "user_id": alice, "price_id": "price_devkit",
+                    "quantity": 2, "amount_total": 1000, "currency": "usd",
+                    "session_id": "cs_devkit_1"}
+        service("service_apply_checkout", "fresh", checkout, casts={"amount_total": "bigint"})
+        service("service_apply_checkout", "replayed", checkout, casts={"amount_total": "bigint"})
         user("get_balance", "with expiring lots and a cap")
         user("get_balance", "uncapped plan, nothing expiring", who=broke)
 

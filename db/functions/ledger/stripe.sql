@@ -20,7 +20,8 @@
 --   The merchant won: returns what the dispute's clawback took (and collected since) to
 --   the lots it came from and cancels what is still owed, once. Key
 --   stripe:dispute-won:<dispute_id>. Won before the dispute was seen: the dispute is
---   recorded as won with nothing taken, and its late arrival replays that.  service_role
+--   recorded as won with nothing taken, and its late arrival replays that. A deleted
+--   account gets nothing back (it keeps nothing); its debt is still cancelled. service_role
 -- Errors: PT400 invalid_request, PT404 not_found (unknown price or user), PT409 idempotency_key_reused.
 
 drop function if exists creditgate.service_apply_checkout(text, uuid, text, integer);
@@ -474,6 +475,11 @@ begin
   -- collections made for it since, each to the lot it came from.
   v_open := v_claw.requested - v_claw.taken - v_claw.collected - v_claw.cancelled;
   v_returned := v_claw.taken + v_claw.collected;
+  -- A deleted account keeps nothing (its balance was forfeited): the debt is cancelled,
+  -- nothing is given back. (Read under the balance lock, which a deletion holds.)
+  if creditgate_private.user_deleted(service_stripe_dispute_won.user_id) then
+    v_returned := 0;
+  end if;
   update creditgate_private.clawbacks as c
   set cancelled = c.cancelled + v_open, returned = v_returned, resolution = 'won', resolved_at = now()
   where c.idempotency_key = v_key;

@@ -10,7 +10,7 @@
 
 begin;
 set local client_min_messages = warning;
-select plan(60);
+select plan(63);
 
 insert into creditgate_private.settings (key, value) values ('signup_bonus', '0');
 insert into creditgate.credit_packs (id, name, credits, price_cents, currency, stripe_price_id, category)
@@ -198,6 +198,19 @@ select is(pg_temp.refund('0f000000-0000-4000-8000-000000000005', 're_7', 'ch_7',
   'true', 'the refund redelivered replays');
 select is(pg_temp.figures('0f000000-0000-4000-8000-000000000005'), '50/0',
   'half refunded, half the pack kept');
+
+-- A deleted account keeps nothing: a dispute won after the deletion cancels the debt and
+-- gives nothing back.
+select tests.create_user(p_id => '0f000000-0000-4000-8000-000000000006');
+select pg_temp.buy('0f000000-0000-4000-8000-000000000006', 'cs_6');
+select creditgate_private.spend_credits('0f000000-0000-4000-8000-000000000006', 40, 'charge:s6');
+select is(pg_temp.dispute('0f000000-0000-4000-8000-000000000006', 'dp_8', 'ch_8') ->> 'shortfall',
+  '40', 'the dispute takes 60 and leaves 40 owed');
+select tests.delete_user('0f000000-0000-4000-8000-000000000006');
+select is(pg_temp.won('0f000000-0000-4000-8000-000000000006', 'dp_8', 'ch_8') - 'entry_id',
+  '{"returned": 0, "cancelled": 40, "balance": 0, "replayed": false}'::jsonb,
+  'won after the account was deleted: the debt is cancelled, nothing comes back');
+select is(pg_temp.figures('0f000000-0000-4000-8000-000000000006'), '0/0', 'the deleted account holds nothing');
 
 select tests.as_service();
 select is((creditgate.audit() ->> 'ok')::boolean, true, 'the audit is clean after refunds and disputes');
