@@ -53,9 +53,10 @@ declare
   v_columns text[] := array[
     'id', 'user_id', 'model_id', 'kind', 'status', 'params', 'cost', 'actual_cost',
     'idempotency_key', 'attempts', 'max_attempts', 'output', 'error', 'created_at',
-    'started_at', 'finished_at', 'updated_at'
+    'started_at', 'finished_at', 'updated_at', 'prices'
   ];
   v_published text[];
+  v_listed boolean;
 begin
   if not exists (
     select 1 from pg_catalog.pg_publication
@@ -63,23 +64,18 @@ begin
   ) then
     return;
   end if;
-  select t.attnames::text[] into v_published
-  from pg_catalog.pg_publication_tables as t
-  where t.pubname = 'supabase_realtime' and t.schemaname = 'creditgate' and t.tablename = 'generations';
-  -- Listed columns, and published with a list: a table published whole also lists every
-  -- column it has (pg_publication_tables), and once the machinery columns are gone (0010)
-  -- those are exactly these, yet it would stream any column added later.
-  if v_published @> v_columns and v_published <@ v_columns and exists (
-    select 1
-    from pg_catalog.pg_publication_rel as r
-    inner join pg_catalog.pg_publication as p on r.prpubid = p.oid
-    where p.pubname = 'supabase_realtime'
-      and r.prrelid = 'creditgate.generations'::regclass
-      and r.prattrs is not null
-  ) then
-    return;
-  end if;
-  if v_published is not null then
+  -- prattrs is null when the table is published whole (no column list).
+  select pr.prattrs is not null,
+    (select array_agg(a.attname::text) from pg_catalog.pg_attribute as a
+     where a.attrelid = pr.prrelid and a.attnum = any(pr.prattrs::int2 []))
+  into v_listed, v_published
+  from pg_catalog.pg_publication_rel as pr
+  inner join pg_catalog.pg_publication as p on p.oid = pr.prpubid
+  where p.pubname = 'supabase_realtime' and pr.prrelid = 'creditgate.generations'::regclass;
+  if found then
+    if v_listed and v_published @> v_columns and v_published <@ v_columns then
+      return;
+    end if;
     alter publication supabase_realtime drop table creditgate.generations;
   end if;
   execute format(

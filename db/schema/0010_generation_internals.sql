@@ -5,7 +5,9 @@
 -- request hash, the client address and the charge key. They move to two private tables,
 -- split by when they are written so that a request pays for one narrow insert only:
 --
--- * generation_requests, written by request_generation: the idempotency record. Its primary
+-- * generation_requests, written by request_generation: the idempotency record. Hashes
+--   recorded before this migration covered the normalized params; they are kept, marked
+--   'legacy:', so that a retry across the upgrade still matches (legacy_request_matches). Its primary
 --   key (user_id, idempotency_key) replaces the unique index generations had on the same
 --   pair, so a request still maintains the same number of index entries; the generation row
 --   is narrower, and loses two CHECK constraints that every insert and update re-planned.
@@ -65,7 +67,7 @@ comment on table creditgate_private.admin_grants is
 insert into creditgate_private.generation_requests (
   user_id, idempotency_key, generation_id, request_hash, client_ip
 )
-select g.user_id, g.idempotency_key, g.id, g.request_hash, g.client_ip
+select g.user_id, g.idempotency_key, g.id, 'legacy:' || g.request_hash, g.client_ip
 from creditgate.generations as g;
 
 insert into creditgate_private.generation_leases (
@@ -87,6 +89,23 @@ alter table creditgate.generations
   drop column settled_lease_token,
   drop column client_ip,
   drop column charge_key;
+
+-- Prices are fixed at charge time (DESIGN §3): each generation keeps the model's prices it
+-- was charged at, and a settle that prices usage (chat tokens) uses them. Work still queued
+-- or running takes today's prices, the best record there is of what it was charged at.
+alter table creditgate.generations add column prices jsonb;
+comment on column creditgate.generations.prices is
+'The model''s prices this generation was charged at (price_base, price_per_*): settle prices usage with them.';
+update creditgate.generations as g
+set prices = jsonb_build_object(
+  'price_base', m.price_base,
+  'price_per_megapixel', m.price_per_megapixel,
+  'price_per_step', m.price_per_step,
+  'price_per_second', m.price_per_second,
+  'price_per_1k_tokens', m.price_per_1k_tokens
+)
+from creditgate.models as m
+where m.id = g.model_id and g.status in ('queued', 'running');
 
 insert into creditgate_private.admin_grants (ledger_id, admin_id, created_at)
 select l.id, (l.metadata ->> 'admin_id')::uuid, l.created_at

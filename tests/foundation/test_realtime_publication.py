@@ -6,6 +6,7 @@ creditgate, or "enable Realtime" in the Supabase dashboard, adds it without a co
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 from creditgate import migrate
 from tests import dbutil
@@ -14,7 +15,7 @@ from tests.foundation.test_migrate import empty_db, run_cli  # noqa: F401  (fixt
 OWNER_VISIBLE = sorted([
     "id", "user_id", "model_id", "kind", "status", "params", "cost", "actual_cost",
     "idempotency_key", "attempts", "max_attempts", "output", "error", "created_at",
-    "started_at", "finished_at", "updated_at",
+    "started_at", "finished_at", "updated_at", "prices",
 ])
 MACHINERY = {
     "lease_owner", "lease_token", "lease_expires_at", "request_hash", "settle_result",
@@ -23,12 +24,21 @@ MACHINERY = {
 
 
 def published(db: dbutil.TestDatabase) -> list[str] | None:
+    """The column list generations is published with; None when it is not published."""
     with psycopg.connect(db.owner_url) as conn:
         row = conn.execute(
             "select attnames::text[] from pg_publication_tables where pubname = 'supabase_realtime'"
             " and schemaname = 'creditgate' and tablename = 'generations'"
         ).fetchone()
-    return None if row is None else sorted(row[0])
+        listed = conn.execute(
+            "select pr.prattrs is not null from pg_publication_rel as pr"
+            " join pg_publication as p on p.oid = pr.prpubid"
+            " where p.pubname = 'supabase_realtime' and pr.prrelid = 'creditgate.generations'::regclass"
+        ).fetchone()
+    if row is None:
+        return None
+    assert listed == (True,), "generations is published with a column list, not whole"
+    return sorted(row[0])
 
 
 def test_fresh_database_publishes_owner_visible_columns(empty_db: dbutil.TestDatabase) -> None:  # noqa: F811
@@ -47,7 +57,8 @@ def test_whole_table_already_published_gets_the_column_list(empty_db: dbutil.Tes
             "delete from creditgate_migrations.repeatable where name like %s",
             ["%policies/generation.sql"],
         )
-    assert published(empty_db) is not None
+    with pytest.raises(AssertionError, match="column list"):
+        published(empty_db)
     again = run_cli("migrate", "apply", db=empty_db)
     assert again.returncode == 0, again.stderr
     assert published(empty_db) == OWNER_VISIBLE

@@ -1,7 +1,9 @@
 -- creditgate.request_generation(model_id text, params jsonb, idempotency_key text) -> jsonb
 --   authenticated. {generation_id, status, cost, balance, replayed}
---   One transaction: validate, price, rate limits, daily cap, charge, create the queued
---   generation, notify workers ('creditgate_generations', payload = generation id).
+--   One transaction: the key first (a recorded request, same body -> its original result,
+--   whatever changed since; another body -> PT409), then maintenance, model, validate,
+--   price, rate limits, daily cap, charge, create the queued generation, notify workers
+--   ('creditgate_generations', payload = generation id). A replay counts against no limit.
 --   Errors: PT401 not_authenticated, PT400 invalid_request, PT503 maintenance,
 --   PT404 not_found (model), PT503 model_unavailable, PT409 idempotency_key_reused,
 --   PT429 rate_limited {scope, retry_after_seconds}, PT429 daily_cap_reached
@@ -143,6 +145,42 @@ $$;
 comment on function creditgate_private.take_rate_limits(uuid, inet, text, timestamptz) is
 'Counts a request against every matching rule atomically; PT429 (nothing consumed) at the limit.';
 
+-- Requests recorded before 0010 hashed the normalized params (registry defaults merged in);
+-- 0010 marked those hashes 'legacy:'. A retry of such a request still matches when its body
+-- normalizes to what was recorded, so a retry across the upgrade is not refused.
+create or replace function creditgate_private.legacy_request_matches(
+  p_recorded_hash text,
+  p_model_id text,
+  p_params jsonb,
+  p_user_id uuid
+) returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_model creditgate.models;
+begin
+  if p_recorded_hash not like 'legacy:%' then
+    return false;
+  end if;
+  select m.* into v_model from creditgate.models as m where m.id = p_model_id;
+  if not found then
+    return false;
+  end if;
+  begin
+    return p_recorded_hash = 'legacy:' || md5(jsonb_build_object(
+      'model_id', v_model.id,
+      'params', creditgate_private.validate_params(v_model, p_params, p_user_id)
+    )::text);
+  exception when others then
+    return false;
+  end;
+end
+$$;
+comment on function creditgate_private.legacy_request_matches(text, text, jsonb, uuid) is
+'Whether a retry matches a request recorded before 0010 (hash of the normalized params).';
+
 create or replace function creditgate.request_generation(
   model_id text,
   params jsonb,
@@ -169,17 +207,9 @@ declare
   v_now timestamptz := now();
 begin
   perform creditgate_private.check_key(request_generation.idempotency_key);
-  if creditgate_private.setting('maintenance_mode') = 'true'::jsonb then
-    perform creditgate_private.raise_error('maintenance');
-  end if;
-  v_model := creditgate_private.find_model(request_generation.model_id);
-  v_params := creditgate_private.validate_params(v_model, request_generation.params, v_user_id);
-  v_price := creditgate_private.price_params(v_model, v_params, false);
-  v_cost := (v_price ->> 'cost')::bigint;
-  v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
-  -- Read before the lock, so that concurrent requests of one user wait for less.
-  v_ip := creditgate_private.client_ip();
-  v_generation_id := creditgate_private.uuid_v7();
+  -- What the client sent, nothing derived from the registry: a retry of the same body
+  -- matches whatever changed since (defaults, prices, limits).
+  v_hash := md5(jsonb_build_array(request_generation.model_id, request_generation.params)::text);
 
   -- The per-user mutex (lock_balance): concurrent calls with one key queue here, and the
   -- first one's generation is visible to the rest once it commits. The row also gives the
@@ -189,11 +219,16 @@ begin
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
   end if;
 
+  -- Replays first (DESIGN §3): a recorded request gets its original answer before any
+  -- check that may have changed since (maintenance, model, params, limits, caps).
   select r.generation_id, r.request_hash into v_existing_id, v_existing_hash
   from creditgate_private.generation_requests as r
   where r.user_id = v_user_id and r.idempotency_key = request_generation.idempotency_key;
   if v_existing_id is not null then
-    if v_existing_hash <> v_hash then
+    if v_existing_hash <> v_hash
+       and not creditgate_private.legacy_request_matches(
+         v_existing_hash, request_generation.model_id, request_generation.params, v_user_id
+       ) then
       perform creditgate_private.raise_error(
         'idempotency_key_reused',
         jsonb_build_object('idempotency_key', request_generation.idempotency_key)
@@ -213,6 +248,16 @@ begin
     );
   end if;
 
+  if creditgate_private.setting('maintenance_mode') = 'true'::jsonb then
+    perform creditgate_private.raise_error('maintenance');
+  end if;
+  v_model := creditgate_private.find_model(request_generation.model_id);
+  v_params := creditgate_private.validate_params(v_model, request_generation.params, v_user_id);
+  v_price := creditgate_private.price_params(v_model, v_params, false);
+  v_cost := (v_price ->> 'cost')::bigint;
+  v_ip := creditgate_private.client_ip();
+  v_generation_id := creditgate_private.uuid_v7();
+
   perform creditgate_private.take_rate_limits(v_user_id, v_ip, v_model.kind, v_now);
 
   v_daily := creditgate_private.daily_usage(v_balance);
@@ -230,11 +275,19 @@ begin
     jsonb_build_object('model_id', v_model.id, 'kind', v_model.kind), v_now
   );
   insert into creditgate.generations (
-    id, user_id, model_id, kind, status, params, cost, idempotency_key, max_attempts
+    id, user_id, model_id, kind, status, params, cost, idempotency_key, max_attempts, prices
   ) values (
     v_generation_id, v_user_id, v_model.id, v_model.kind, 'queued', v_params, v_cost,
     request_generation.idempotency_key,
-    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3)
+    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3),
+    -- The prices charged: a settle that prices usage uses them, never today's.
+    jsonb_build_object(
+      'price_base', v_model.price_base,
+      'price_per_megapixel', v_model.price_per_megapixel,
+      'price_per_step', v_model.price_per_step,
+      'price_per_second', v_model.price_per_second,
+      'price_per_1k_tokens', v_model.price_per_1k_tokens
+    )
   );
   insert into creditgate_private.generation_requests (
     user_id, idempotency_key, generation_id, request_hash, client_ip
@@ -268,5 +321,6 @@ comment on function creditgate.request_generation(text, jsonb, text) is
 revoke all on function creditgate_private.client_ip() from public, anon, authenticated;
 revoke all on function creditgate_private.ip_bucket(inet) from public, anon, authenticated;
 revoke all on function creditgate_private.take_rate_limits(uuid, inet, text, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.legacy_request_matches(text, text, jsonb, uuid) from public, anon, authenticated;
 revoke all on function creditgate.request_generation(text, jsonb, text) from public, anon, authenticated;
 grant execute on function creditgate.request_generation(text, jsonb, text) to authenticated;

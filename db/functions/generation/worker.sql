@@ -1,12 +1,13 @@
 -- The worker side of a generation's life: claim, heartbeat, settle, reap. service_role only.
 --
--- creditgate.service_claim_generations(worker_id, max_jobs = 1, lease_seconds = 120) -> jsonb
+-- creditgate.service_claim_generations(worker_id, max_jobs = 1, lease_seconds = null) -> jsonb
 --   Leases up to max_jobs queued generations, oldest first (FOR UPDATE SKIP LOCKED, so
 --   concurrent workers never get the same job). Each job carries its server-only route,
 --   resolved LoRA sources, the edit input and a fresh lease token.
+--   lease_seconds null (not given): setting lease_seconds (default 120).
 --   Errors: PT400 invalid_request (worker_id 1-100 chars, max_jobs 1-100, lease_seconds from 5
 --   to the max_lease_seconds setting, default 3600).
--- creditgate.service_heartbeat(generation_id, worker_id, lease_token, lease_seconds = 120)
+-- creditgate.service_heartbeat(generation_id, worker_id, lease_token, lease_seconds = null)
 --   -> jsonb {generation_id, lease_expires_at}
 --   Extends a live lease. Errors: PT400, PT404 not_found, PT409 lease_lost.
 -- creditgate.service_settle_generation(generation_id, worker_id, lease_token, outcome) -> jsonb
@@ -70,6 +71,24 @@ end
 $$;
 comment on function creditgate_private.check_worker_id(text) is
 'Worker ids name the lease holder in logs and provider_calls: 1-100 printable characters.';
+
+create or replace function creditgate_private.default_lease_seconds()
+returns integer
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_value jsonb := creditgate_private.setting('lease_seconds');
+begin
+  if creditgate_private.json_is_int(v_value, 5, 86400) then
+    return (v_value #>> '{}')::integer;
+  end if;
+  return 120;
+end
+$$;
+comment on function creditgate_private.default_lease_seconds() is
+'The lease a claim or heartbeat gets when the worker names none: setting lease_seconds (default 120).';
 
 create or replace function creditgate_private.check_lease_seconds(p_lease_seconds integer)
 returns void
@@ -162,7 +181,7 @@ comment on function creditgate_private.job_json(creditgate.generations) is
 create or replace function creditgate.service_claim_generations(
   worker_id text,
   max_jobs integer default 1,
-  lease_seconds integer default 120
+  lease_seconds integer default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -170,13 +189,16 @@ set search_path = ''
 as $$
 declare
   v_ids uuid[];
+  v_lease_seconds integer := coalesce(
+    service_claim_generations.lease_seconds, creditgate_private.default_lease_seconds()
+  );
 begin
   perform creditgate_private.check_worker_id(service_claim_generations.worker_id);
   if service_claim_generations.max_jobs is null
      or service_claim_generations.max_jobs not between 1 and 100 then
     perform creditgate_private.invalid('max_jobs', 'between 1 and 100');
   end if;
-  perform creditgate_private.check_lease_seconds(service_claim_generations.lease_seconds);
+  perform creditgate_private.check_lease_seconds(v_lease_seconds);
 
   with picked as (
     select g.id
@@ -206,7 +228,7 @@ begin
       c.id,
       service_claim_generations.worker_id,
       gen_random_uuid(),
-      now() + make_interval(secs => service_claim_generations.lease_seconds)
+      now() + make_interval(secs => v_lease_seconds)
     from claimed as c
     on conflict (generation_id) do update
       set lease_owner = excluded.lease_owner,
@@ -232,7 +254,7 @@ create or replace function creditgate.service_heartbeat(
   generation_id uuid,
   worker_id text,
   lease_token text,
-  lease_seconds integer default 120
+  lease_seconds integer default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -243,11 +265,14 @@ declare
   v_generation creditgate.generations;
   v_lease creditgate_private.generation_leases;
   v_expires_at timestamptz;
+  v_lease_seconds integer := coalesce(
+    service_heartbeat.lease_seconds, creditgate_private.default_lease_seconds()
+  );
 begin
   v_token := creditgate_private.check_lease_args(
     service_heartbeat.generation_id, service_heartbeat.worker_id, service_heartbeat.lease_token
   );
-  perform creditgate_private.check_lease_seconds(service_heartbeat.lease_seconds);
+  perform creditgate_private.check_lease_seconds(v_lease_seconds);
 
   -- The generation row's lock guards its lease row (every writer of a lease holds it).
   select g.* into v_generation
@@ -272,7 +297,7 @@ begin
   end if;
 
   update creditgate_private.generation_leases as l
-  set lease_expires_at = now() + make_interval(secs => service_heartbeat.lease_seconds)
+  set lease_expires_at = now() + make_interval(secs => v_lease_seconds)
   where l.generation_id = v_generation.id
   returning l.lease_expires_at into v_expires_at;
   return jsonb_build_object('generation_id', v_generation.id, 'lease_expires_at', v_expires_at);
@@ -374,6 +399,7 @@ declare
   v_retryable boolean := false;
   v_actual_cost bigint;
   v_media jsonb := '[]'::jsonb;
+  v_media_in jsonb;
   v_item jsonb;
   v_index integer := 0;
   v_field text;
@@ -418,24 +444,26 @@ begin
     perform creditgate_private.invalid('outcome.actual_cost', 'only for a succeeded outcome');
   end if;
 
-  -- Media: files the worker already uploaded under media/<generation_id>/.
+  -- Media: files the worker already uploaded under media/<generation_id>/. Absent and
+  -- JSON null both mean none (as for every other optional field).
   if coalesce(jsonb_typeof(v_outcome -> 'media'), 'null') not in ('array', 'null') then
     perform creditgate_private.invalid('outcome.media', 'must be an array');
   end if;
-  if jsonb_array_length(coalesce(v_outcome -> 'media', '[]')) > 0 then
+  v_media_in := case jsonb_typeof(v_outcome -> 'media') when 'array' then v_outcome -> 'media' else '[]'::jsonb end;
+  if jsonb_array_length(v_media_in) > 0 then
     if v_status <> 'succeeded' then
       perform creditgate_private.invalid('outcome.media', 'only for a succeeded outcome');
     end if;
     if p_generation.kind = 'chat' then
       perform creditgate_private.invalid('outcome.media', 'chat generations produce no media');
     end if;
-    if jsonb_array_length(v_outcome -> 'media') > 16 then
+    if jsonb_array_length(v_media_in) > 16 then
       perform creditgate_private.invalid('outcome.media', 'at most 16 items');
     end if;
   end if;
   -- As media_storage_key_check, and the file name may not start with a dot ('..', '.env').
   v_key_pattern := '^media/' || p_generation.id::text || '/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$';
-  for v_item in select e from jsonb_array_elements(coalesce(v_outcome -> 'media', '[]')) as e loop
+  for v_item in select e from jsonb_array_elements(v_media_in) as e loop
     v_field := format('outcome.media[%s]', v_index);
     perform creditgate_private.outcome_object(
       v_item, v_field,
@@ -551,7 +579,8 @@ comment on function creditgate_private.settle_outcome(creditgate.generations, js
 'Validates a worker''s outcome strictly (PT400 naming the field) and normalizes it.';
 
 -- What a chat turn cost: the request's own price with max_tokens replaced by the output
--- tokens the provider reported, so the prompt is priced exactly as it was charged. Never
+-- tokens the provider reported, at the prices it was charged at (generations.prices, not
+-- the registry's current ones), so the prompt is priced exactly as it was charged. Never
 -- more than the charge. Pricing stays in SQL (price_params); the worker only reports usage.
 create or replace function creditgate_private.chat_actual_cost(
   p_generation creditgate.generations,
@@ -568,6 +597,9 @@ begin
   select m.* into v_model from creditgate.models as m where m.id = p_generation.model_id;
   if v_model.id is null or p_completion_tokens is null then
     return p_generation.cost;
+  end if;
+  if jsonb_typeof(p_generation.prices) = 'object' then
+    v_model := jsonb_populate_record(v_model, p_generation.prices);
   end if;
   v_params := p_generation.params || jsonb_build_object(
     'max_tokens', least(p_completion_tokens, coalesce((p_generation.params ->> 'max_tokens')::bigint, p_completion_tokens))
@@ -691,7 +723,7 @@ begin
     if v_actual_cost is null and v_generation.kind = 'chat' and not v_deleted
        and jsonb_typeof(v_outcome #> '{output,usage,completion_tokens}') = 'number' then
       v_actual_cost := creditgate_private.chat_actual_cost(
-        v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::bigint
+        v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::numeric::bigint
       );
     end if;
     v_actual_cost := coalesce(v_actual_cost, v_generation.cost);
@@ -713,9 +745,10 @@ begin
         (e.n - 1)::integer,
         e.item ->> 'storage_key',
         e.item ->> 'content_type',
-        (e.item ->> 'bytes')::bigint,
-        (e.item ->> 'width')::integer,
-        (e.item ->> 'height')::integer,
+        -- Validated whole numbers, which JSON may spell 2048.0: through numeric.
+        (e.item ->> 'bytes')::numeric::bigint,
+        (e.item ->> 'width')::numeric::integer,
+        (e.item ->> 'height')::numeric::integer,
         (e.item ->> 'duration_seconds')::numeric,
         now() + v_ttl
       from jsonb_array_elements(v_outcome -> 'media') with ordinality as e (item, n)
@@ -904,6 +937,7 @@ grant execute on function creditgate.service_reap_expired_leases(timestamptz) to
 revoke all on function creditgate_private.check_lease_args(uuid, text, text) from public, anon, authenticated;
 revoke all on function creditgate_private.check_worker_id(text) from public, anon, authenticated;
 revoke all on function creditgate_private.check_lease_seconds(integer) from public, anon, authenticated;
+revoke all on function creditgate_private.default_lease_seconds() from public, anon, authenticated;
 revoke all on function creditgate_private.job_json(creditgate.generations) from public, anon, authenticated;
 revoke all on function creditgate_private.outcome_integer(jsonb, text, bigint, bigint) from public, anon, authenticated;
 revoke all on function creditgate_private.outcome_text(jsonb, text, integer) from public, anon, authenticated;

@@ -1,4 +1,4 @@
--- creditgate.get_balance() -> jsonb {balance, available, plan, expiring, daily}   authenticated
+-- creditgate.get_balance() -> jsonb {balance, available, owed, plan, expiring, daily}   authenticated
 -- creditgate.is_admin() -> boolean                                              authenticated
 -- Errors: PT401 not_authenticated (get_balance: no caller; both: a deleted account).
 
@@ -43,6 +43,8 @@ begin
   return jsonb_build_object(
     'balance', coalesce(v_row.balance::bigint, 0),
     'available', creditgate_private.available_credits(v_user_id, now()),
+    -- Credits a Stripe refund or dispute could not take back; the next credits pay them.
+    'owed', coalesce(v_row.owed::bigint, 0),
     'plan', coalesce(v_row.plan::text, 'free'),
     'expiring', coalesce((
       select jsonb_agg(jsonb_build_object(
@@ -59,7 +61,7 @@ begin
 end
 $$;
 comment on function creditgate.get_balance() is
-'The caller''s balance, spendable credits, plan, lots expiring within 30 days, daily usage.';
+'The caller''s balance, spendable credits, credits owed after clawbacks, plan, lots expiring within 30 days, daily usage.';
 revoke all on function creditgate.get_balance() from public, anon, authenticated;
 grant execute on function creditgate.get_balance() to authenticated;
 

@@ -140,6 +140,71 @@ begin
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over () as rn from bad) as b;
 
+  -- Owed credits (DESIGN §3, turn 2): per user, owed >= 0 and owed = what clawbacks could
+  -- not take, less what later credits paid (the ledger's collection entries), less what won
+  -- disputes forgave.
+  return query
+  with collections as (
+    select l.user_id, l.metadata ->> 'clawback_key' as clawback_key, sum(l.amount) as collected
+    from creditgate.ledger as l
+    where l.entry_type = 'clawback' and l.metadata ? 'paid_from_entry_id'
+    group by l.user_id, l.metadata ->> 'clawback_key'
+  ),
+  per_user as (
+    select c.user_id,
+      sum(c.requested - c.taken) as shortfalls,
+      sum(c.cancelled) as cancelled,
+      coalesce(sum(k.collected), 0) as collected,
+      count(*) filter (where coalesce(k.collected, 0) + c.cancelled > c.requested - c.taken) as overpaid
+    from creditgate_private.clawbacks as c
+    left join collections as k on k.clawback_key = c.idempotency_key and k.user_id = c.user_id
+    group by c.user_id
+  ),
+  bad as (
+    select b.user_id, b.owed::bigint as owed, p.shortfalls, p.collected, p.cancelled, p.overpaid
+    from creditgate.balances as b
+    left join per_user as p on p.user_id = b.user_id
+    where b.owed < 0
+       or b.owed <> coalesce(p.shortfalls - p.collected - p.cancelled, 0)
+       or coalesce(p.overpaid, 0) > 0
+  )
+  select 'owed_matches_shortfalls'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
+
+  -- Each clawback's collected figure is the sum of the collection entries tied to it, and
+  -- every collection entry names a clawback of its user.
+  return query
+  with collections as (
+    select l.user_id, l.metadata ->> 'clawback_key' as clawback_key, sum(l.amount) as collected
+    from creditgate.ledger as l
+    where l.entry_type = 'clawback' and l.metadata ? 'paid_from_entry_id'
+    group by l.user_id, l.metadata ->> 'clawback_key'
+  ),
+  bad as (
+    select coalesce(c.idempotency_key, k.clawback_key) as clawback_key,
+      c.collected as recorded, k.collected as posted
+    from creditgate_private.clawbacks as c
+    full join collections as k on k.clawback_key = c.idempotency_key and k.user_id = c.user_id
+    where c.idempotency_key is null or c.collected <> coalesce(k.collected, 0)
+  )
+  select 'owed_collections_match_ledger'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.clawback_key) as rn from bad) as b;
+
+  -- Paid checkouts held because amount or currency did not match the pack: each needs an
+  -- operator's decision (grant by hand or refund), then resolved_at.
+  return query
+  with bad as (
+    select h.idempotency_key, h.user_id, h.price_id, h.quantity, h.reason, h.expected_amount,
+      h.expected_currency, h.amount_total, h.currency, h.created_at
+    from creditgate_private.checkout_holds as h
+    where h.resolved_at is null
+  )
+  select 'checkout_holds_unresolved'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.created_at) as rn from bad) as b;
+
   -- Settings sanity: only known keys, each of its default's JSON type (null = any).
   return query
   with bad as (

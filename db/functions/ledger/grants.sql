@@ -4,7 +4,7 @@
 --                                                               authenticated, admin checked inside
 -- Errors: PT400 invalid_request, PT401, PT403 forbidden, PT404 not_found (unknown user),
 --         PT409 idempotency_key_reused. service_grant_credits refuses keys in creditgate's
---         own namespaces (PT400); admin_add_credits stores its keys as admin:<key>.
+--         own namespaces (PT400; owed: is what collections of owed credits post under); admin_add_credits stores its keys as admin:<key>.
 
 create or replace function creditgate.service_grant_credits(
   user_id uuid,
@@ -25,10 +25,10 @@ begin
   -- creditgate's own keys are posted by creditgate alone. A grant under one would squat
   -- an entry creditgate owes later: a generation's refund (refund:<id>) would then fail
   -- with PT409 forever, a lot's expiry or a Stripe event's credits likewise.
-  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire|forfeit):' then
+  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire|forfeit|owed):' then
     perform creditgate_private.invalid(
       'idempotency_key',
-      'the prefixes signup:, stripe:, admin:, charge:, refund:, expire: and forfeit: are creditgate''s own'
+      'the prefixes signup:, stripe:, admin:, charge:, refund:, expire:, forfeit: and owed: are creditgate''s own'
     );
   end if;
   return creditgate_private.grant_credits(

@@ -106,7 +106,7 @@ select is(
   (select array_agg(a order by a) from unnest(array[
     'id', 'user_id', 'model_id', 'kind', 'status', 'params', 'cost', 'actual_cost',
     'idempotency_key', 'attempts', 'max_attempts', 'output', 'error', 'created_at',
-    'started_at', 'finished_at', 'updated_at'
+    'started_at', 'finished_at', 'updated_at', 'prices'
   ]::name[]) as a),
   'supabase_realtime streams generations with owner-visible columns only'
 );

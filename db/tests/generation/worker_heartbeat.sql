@@ -72,7 +72,7 @@ select throws_ok(format('select creditgate.service_heartbeat(%L, %L, %L, 4)', :'
 select throws_ok(format('select creditgate.service_heartbeat(%L, %L, %L, 3601)', :'g', 'w1', :'token'),
   'PT400', 'invalid_request', 'lease_seconds <= 3600');
 select throws_ok(format('select creditgate.service_heartbeat(%L, %L, %L, null)', :'g', 'w1', :'token'),
-  'PT400', 'invalid_request', 'lease_seconds is required');
+  'PT409', 'lease_lost', 'a null lease_seconds passes validation (it means setting lease_seconds: worker_lease_setting.sql)');
 
 select tests.as_owner();
 select * from finish();
