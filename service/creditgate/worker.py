@@ -51,7 +51,7 @@ from typing import Any
 import psycopg
 from prometheus_client import start_http_server
 
-from creditgate import wiring
+from creditgate import ops_worker, wiring
 from creditgate.config import Settings
 from creditgate.db import ApiError, Arg, Database
 from creditgate.media import Inspected, Limits, OutputRejected, inspect_output
@@ -315,6 +315,7 @@ class Worker:
         background = [
             asyncio.create_task(self._listen(), name="worker-listen"),
             asyncio.create_task(self._reap_loop(), name="worker-reap"),
+            *ops_worker.start(self.settings, self.db, self.worker_id, self._stop),
         ]
         try:
             await self._claim_loop()
