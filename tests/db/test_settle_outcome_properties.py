@@ -80,6 +80,7 @@ outcome = st.fixed_dictionaries(
         "error": st.none() | st.fixed_dictionaries({}, optional={
             "code": st.sampled_from(["provider_error", "", "x" * 120]) | junk,
             "message": text | junk,
+            "detail": text | junk,
             "trace": junk,
         }) | junk,
         "unexpected": junk,
