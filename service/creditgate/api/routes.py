@@ -370,6 +370,7 @@ OPERATIONS: Sequence[Operation] = (
         headers=(IDEMPOTENCY_KEY,),
         responses={201: _E.GenerationCreated, 200: _E.GenerationCreated},
         errors=(400, 401, 402, 404, 409, 429, 500, 503),
+        sql_checks_account=True,
     ),
     Operation(
         "GET",
@@ -398,6 +399,7 @@ OPERATIONS: Sequence[Operation] = (
         "generations",
         responses={200: _E.JsonObject},
         errors=(*_USER_ERRORS, 404, 409),
+        sql_checks_account=True,
     ),
     Operation(
         "POST",
@@ -407,6 +409,7 @@ OPERATIONS: Sequence[Operation] = (
         "media",
         responses={200: _E.JsonObject},
         errors=(*_USER_ERRORS, 404, 409),
+        sql_checks_account=True,
     ),
     Operation(
         "DELETE",
@@ -416,6 +419,7 @@ OPERATIONS: Sequence[Operation] = (
         "media",
         responses={200: _E.JsonObject},
         errors=(*_USER_ERRORS, 404, 409),
+        sql_checks_account=True,
     ),
     Operation(
         "GET",
@@ -425,6 +429,7 @@ OPERATIONS: Sequence[Operation] = (
         "account",
         responses={200: _E.Balance},
         errors=(401, 500),
+        sql_checks_account=True,
     ),
     Operation(
         "GET",
