@@ -27,6 +27,7 @@ from creditgate.api.openapi import ExtraRoute, build_openapi
 from creditgate.api.waiter import GenerationNotifier
 from creditgate.auth import JWTVerifier
 from creditgate.config import Settings
+from creditgate.console import console_routes
 from creditgate.db import Database
 from creditgate.observability import configure_logging, get_logger, start_metrics_server
 from creditgate.storage import LocalStorage, S3Storage
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> Starlette:
     if isinstance(storage, LocalStorage):
         routes.append(storage.route())
         extra.append(_MEDIA_FILES)
+    routes.extend(console_routes())  # the web pages under /console (DESIGN §9)
 
     limits = HttpLimits.from_settings(settings)
 

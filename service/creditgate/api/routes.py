@@ -33,6 +33,7 @@ from creditgate.observability import (
     metrics_token_ok,
     render_metrics,
 )
+from creditgate.ops_status import refresh_gauges as refresh_ops_gauges
 from creditgate.stripe_webhooks import StripeSignatureError, handle_event, verify_event
 
 __all__ = ["OPERATIONS"]
@@ -324,6 +325,7 @@ async def metrics(ctx: Ctx) -> Response:
         raise ApiError(404, "not_found", "No such resource.")
     if not metrics_token_ok(ctx.request.headers.get("authorization"), settings.metrics_token):
         raise AuthError("invalid_token", "metrics token")
+    await refresh_ops_gauges(ctx.services.db)
     limiter = ctx.request.app.state.metrics_limiter
     body = await anyio.to_thread.run_sync(render_metrics, limiter=limiter)
     return Response(body, media_type=METRICS_CONTENT_TYPE)
