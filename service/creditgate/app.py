@@ -8,6 +8,7 @@ separate, explicit step (``creditgate migrate apply``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import TypedDict
@@ -30,6 +31,8 @@ from creditgate.config import Settings
 from creditgate.console import console_routes
 from creditgate.db import Database
 from creditgate.observability import configure_logging, get_logger, start_metrics_server
+from creditgate.ops_status import REFRESH_SECONDS as OPS_REFRESH_SECONDS
+from creditgate.ops_status import refresh_gauges as refresh_ops_gauges
 from creditgate.storage import LocalStorage, S3Storage
 from creditgate.wiring import make_storage
 
@@ -78,6 +81,13 @@ def _verifier(settings: Settings, http: httpx.AsyncClient) -> JWTVerifier:
     )
 
 
+async def _refresh_ops(db: Database) -> None:
+    """The ops gauges of a separate metrics listener, re-read every REFRESH_SECONDS."""
+    while True:
+        await refresh_ops_gauges(db, max_age=0)
+        await asyncio.sleep(OPS_REFRESH_SECONDS)
+
+
 def create_app(settings: Settings) -> Starlette:
     """The service's ASGI app. Serve it with uvicorn (``creditgate serve``)."""
     configure_logging(settings.log_level)
@@ -114,17 +124,22 @@ def create_app(settings: Settings) -> Starlette:
             await notifier.start()
             app.state.services = services
             app.state.metrics_limiter = anyio.CapacityLimiter(1)  # one render at a time
-            stop_metrics = (
-                start_metrics_server(
+            stop_metrics = None
+            ops_task = None
+            if settings.metrics_port:
+                stop_metrics = start_metrics_server(
                     settings.metrics_host, settings.metrics_port, settings.metrics_token
                 )
-                if settings.metrics_port
-                else None
-            )
+                # No scrape passes through the app: keep the ops gauges fresh from here.
+                ops_task = asyncio.create_task(_refresh_ops(db), name="creditgate-ops-gauges")
             log.info("service_started", storage=settings.storage)
             try:
                 yield {"services": services}
             finally:
+                if ops_task is not None:
+                    ops_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await ops_task
                 if stop_metrics is not None:
                     stop_metrics()
                 await notifier.stop()

@@ -9,11 +9,13 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from creditgate import app as app_module
 from creditgate.observability import REGISTRY
 from tests import dbutil
 from tests.service.apiutil import running, settings_for
@@ -121,7 +123,17 @@ def test_metrics_token_required_when_configured(
         assert client.get("/healthz").status_code == 200  # nothing else needs it
 
 
-def test_metrics_on_a_separate_listener(module_db: dbutil.TestDatabase, tmp_path: Path) -> None:
+def test_metrics_on_a_separate_listener(
+    module_db: dbutil.TestDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refreshes: list[float] = []
+    real_refresh = app_module.refresh_ops_gauges
+
+    async def counting(*args: Any, **kwargs: Any) -> None:
+        refreshes.append(time.monotonic())
+        await real_refresh(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "refresh_ops_gauges", counting)
     port = free_port()
     settings = settings_for(
         module_db, tmp_path, metrics_host="127.0.0.1", metrics_port=port, metrics_token=""
@@ -132,6 +144,11 @@ def test_metrics_on_a_separate_listener(module_db: dbutil.TestDatabase, tmp_path
         scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
         assert scraped.status_code == 200
         assert 'creditgate_http_requests_total{method="GET",route="/healthz"' in scraped.text
+        # No scrape passes through the app: the ops gauges are refreshed by the service itself.
+        deadline = time.monotonic() + 10
+        while not refreshes and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert refreshes
     with pytest.raises(httpx.ConnectError):  # closed with the service
         httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
 
