@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from creditgate import bench
-from creditgate.instructions import statement_lines
+from creditgate.bench.instructions import statement_lines
 
 CLI = [sys.executable, "-m", "creditgate.cli", "instructions"]
 WORKLOADS = ("baseline_spread", "spend_spread", "request_generation")

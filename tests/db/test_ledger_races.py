@@ -624,3 +624,54 @@ def test_a_dispute_racing_settles_and_cancels_never_gives_disputed_credits_back(
             user,
         ) == 800
     assert_audit_ok(db)
+
+
+def test_dispute_and_its_win_delivered_ten_times_each_at_once_settle_to_the_same_books(
+    db: dbutil.TestDatabase,
+) -> None:
+    """Stripe retries and reorders events: a dispute and its win, ten deliveries each, race
+    ten grants to the same user. Whichever arrives first, the win leaves the user exactly
+    what they would have had without the dispute, nothing owed, and at most one return."""
+    for round_ in range(3):
+        user = new_user(db)
+        owner_value(
+            db,
+            "select creditgate_private.grant_credits(%s, 300, 'purchase', %s, 'paid')",
+            user, f"pack-w-{round_}",
+        )
+        # 200 of the 300 spent: the dispute can take 100 at most, 200 is owed.
+        owner_value(
+            db, "select creditgate_private.spend_credits(%s, 200, %s)", user, f"spent-w-{round_}"
+        )
+        args = {"dispute_id": f"dp_w_{round_}", "user_id": user, "payment_id": f"ch_w_{round_}"}
+        calls: list[Call] = []
+        for i in range(10):
+            calls.append(lambda conn: pgrest.rpc(
+                conn, "service_stripe_dispute", args | {"credits": 300},
+                casts={"credits": "bigint"},
+            ))
+            calls.append(lambda conn: pgrest.rpc(conn, "service_stripe_dispute_won", args))
+            calls.append(lambda conn, i=i: pgrest.rpc(
+                conn, "service_grant_credits",
+                {"user_id": user, "amount": 10, "entry_type": "grant",
+                 "idempotency_key": f"w-{round_}-{i}"},
+                casts={"amount": "bigint"},
+            ))
+        random.Random(round_).shuffle(calls)
+        outcomes = fire(db.api_url, calls, len(calls), join_timeout=120)
+        assert [(o.sqlstate, o.message) for o in outcomes] == [(None, None)] * len(calls)
+        # 300 - 200 spent + 10 x 10 granted, whether the win came first or last.
+        assert owner_rows(
+            db, "select balance, owed from creditgate.balances where user_id = %s", [user]
+        ) == [(200, 0)]
+        assert owner_value(
+            db, "select count(*) from creditgate.ledger where idempotency_key = %s",
+            f"stripe:dispute-won:dp_w_{round_}",
+        ) <= 1
+        assert owner_rows(
+            db,
+            "select resolution, taken + collected = returned from creditgate_private.clawbacks"
+            " where idempotency_key = %s",
+            [f"stripe:dispute:dp_w_{round_}"],
+        ) == [("won", True)]
+    assert_audit_ok(db)

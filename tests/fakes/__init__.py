@@ -7,7 +7,7 @@
 See tests/fakes/base.py for the fault-injection knobs shared by all fakes.
 """
 
-from creditgate.pgcluster import free_port
+from creditgate.bench.pgcluster import free_port
 from tests.fakes.a1111 import FakeA1111
 from tests.fakes.base import FAKE_MP4, FakeProvider, Faults, Recorded, tiny_gif, tiny_png
 from tests.fakes.fal import FakeFal

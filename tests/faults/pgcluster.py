@@ -1,4 +1,4 @@
-"""The throwaway cluster (creditgate.pgcluster) for tests that must crash the database server.
+"""The throwaway cluster (creditgate.bench.pgcluster) for tests that must crash the database server.
 
 ``crash()`` is ``pg_ctl stop -m immediate`` (no checkpoint, every backend killed at once);
 ``start`` runs crash recovery.
@@ -15,7 +15,8 @@ from typing import Self
 
 import psycopg
 
-from creditgate import localdb, migrate, pgcluster
+from creditgate import localdb, migrate
+from creditgate.bench import pgcluster
 
 DBNAME = "creditgate"
 ROOT = Path(__file__).resolve().parents[2]

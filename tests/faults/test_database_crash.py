@@ -1,6 +1,6 @@
 """PostgreSQL crashes (``pg_ctl stop -m immediate``) under HTTP load and comes back.
 
-Runs on a private, throwaway cluster (creditgate.pgcluster, tests/faults/pgcluster.py): the
+Runs on a private, throwaway cluster (creditgate.bench.pgcluster, tests/faults/pgcluster.py): the
 shared server is never touched. `creditgate serve` and `creditgate worker` keep running
 through the crash -- no restart -- while client threads POST /v1/generations with distinct
 Idempotency-Keys:

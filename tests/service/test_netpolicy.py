@@ -234,3 +234,22 @@ def test_connection_goes_to_the_checked_address(target: str) -> None:
                 NetPolicy(resolver=resolve), f"http://provider.invalid:{port}/latest/meta-data/iam"
             )
         )
+
+
+def test_a_request_may_carry_its_own_policy(target: str) -> None:
+    """One strict shared client (the worker's); each job's requests carry the job's policy."""
+    url = f"{target}/latest/meta-data/iam"
+
+    async def run() -> tuple[httpx.Response, BaseException | None]:
+        async with guarded_client(NetPolicy()) as client:
+            job_policy = NetPolicy().with_trusted([target])
+            ok = await guarded_request(client, "GET", url, policy=job_policy)
+            try:
+                await guarded_request(client, "GET", url)  # the client's own, strict policy
+            except BlockedURL as exc:
+                return ok, exc
+            return ok, None
+
+    ok, refused = asyncio.run(run())
+    assert ok.status_code == 200
+    assert isinstance(refused, BlockedURL)

@@ -223,7 +223,7 @@ begin
   -- cost, from its owner (and no other spend names it).
   return query
   with gens as (
-    select g.* from creditgate.generations as g
+    select g.*, 'charge:' || g.id::text as charge_key from creditgate.generations as g
     where p_since is null or g.updated_at >= p_since or exists (
       select 1 from creditgate.ledger as x where x.generation_id = g.id and x.created_at >= p_since
     )
@@ -253,7 +253,7 @@ begin
   -- (by at most one entry); queued and running not refunded at all.
   return query
   with gens as (
-    select g.* from creditgate.generations as g
+    select g.*, 'charge:' || g.id::text as charge_key from creditgate.generations as g
     where p_since is null or g.updated_at >= p_since or exists (
       select 1 from creditgate.ledger as x where x.generation_id = g.id and x.created_at >= p_since
     )
@@ -278,12 +278,15 @@ begin
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.generation_id) as rn from bad) as b;
 
-  -- Ops: running jobs whose lease ran out over 10 minutes ago (is the reaper running?).
+  -- Ops: running jobs whose lease ran out over 10 minutes ago (is the reaper running?), or
+  -- that hold no lease at all (the lease lives in a private table, without a foreign key).
   return query
   with bad as (
-    select g.id as generation_id, g.lease_owner, g.lease_expires_at, g.attempts
+    select g.id as generation_id, l.lease_owner, l.lease_expires_at, g.attempts
     from creditgate.generations as g
-    where g.status = 'running' and g.lease_expires_at < now() - interval '10 minutes'
+    left join creditgate_private.generation_leases as l on l.generation_id = g.id
+    where g.status = 'running'
+      and (l.lease_expires_at is null or l.lease_expires_at < now() - interval '10 minutes')
   )
   select 'stuck_leases'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
@@ -346,6 +349,30 @@ begin
           <> coalesce(d.used, 0)
   )
   select 'daily_usage_matches_ledger'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
+
+  -- Deleted accounts hold nothing: no credits, no media rows, no work waiting to run, no
+  -- personal data on their generations (running work may still settle; it keeps nothing).
+  return query
+  with deleted as (
+    select d.user_id,
+      coalesce((select b.balance::bigint from creditgate.balances as b where b.user_id = d.user_id), 0)
+        as balance,
+      (select count(*) from creditgate.media as m where m.user_id = d.user_id) as media,
+      (select count(*) from creditgate.generations as g
+       where g.user_id = d.user_id
+         and (g.status = 'queued' or g.params <> '{}'::jsonb or g.output is not null))
+      + (select count(*) from creditgate_private.generation_requests as r
+         where r.user_id = d.user_id and r.client_ip is not null) as generations
+    from creditgate_private.deleted_users as d
+    where p_since is null or d.deleted_at >= p_since
+  ),
+  bad as (
+    select x.* from deleted as x
+    where x.balance <> 0 or x.media > 0 or x.generations > 0
+  )
+  select 'deleted_users_hold_nothing'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
 end

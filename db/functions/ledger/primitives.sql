@@ -6,7 +6,7 @@
 -- find_entry locks the idempotency key (a transaction advisory lock), so two users' calls
 -- with one key take turns too; nothing waits for a balance while holding a key.
 --
--- require_user() -> uuid                         PT401 not_authenticated
+-- require_user() -> uuid                         PT401 not_authenticated (also a deleted account)
 -- require_admin() -> uuid                        PT401, PT403 forbidden
 -- check_key(p_key)                               PT400 invalid_request
 -- lock_balance(p_user_id, p_create) -> bigint    PT404 not_found
@@ -34,11 +34,18 @@ begin
   if v_user_id is null then
     perform creditgate_private.raise_error('not_authenticated');
   end if;
+  -- A deleted account's JWT stays valid until it expires; it may do nothing. (The lookup
+  -- is written out, not a call of user_deleted(): one function call less per request.)
+  if exists (select 1 from creditgate_private.deleted_users as d where d.user_id = v_user_id) then
+    perform creditgate_private.raise_error(
+      'not_authenticated', jsonb_build_object('reason', 'account_deleted')
+    );
+  end if;
   return v_user_id;
 end
 $$;
 comment on function creditgate_private.require_user() is
-'The calling user from the verified JWT (auth.uid()), or PT401.';
+'The calling user from the verified JWT (auth.uid()), or PT401 (none, or a deleted account).';
 
 create or replace function creditgate_private.require_admin()
 returns uuid
@@ -307,6 +314,10 @@ begin
   perform creditgate_private.lock_balance(p_user_id, true);
   v_entry := creditgate_private.find_entry(p_key, v_hash);
   if v_entry.id is null then
+    -- A deleted account keeps nothing (its balance was forfeited): no new credits either.
+    if creditgate_private.user_deleted(p_user_id) then
+      perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
+    end if;
     if p_expires_at is not null and p_expires_at <= p_now then
       perform creditgate_private.invalid('expires_at', 'must be in the future');
     end if;

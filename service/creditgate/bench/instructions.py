@@ -7,7 +7,7 @@ command counts them for the transactions of ``creditgate bench``'s workloads a, 
 (the baseline spend, spend_credits, request_generation as PostgREST sends it), with the
 very statements those pgbench scripts send:
 
-1. a throwaway cluster (``creditgate.pgcluster``), never the shared server;
+1. a throwaway cluster (``creditgate.bench.pgcluster``), never the shared server;
 2. the bench database built as ``creditgate bench`` builds it: every migration, N users
    seeded through the signup trigger and granted plenty of credits, the baseline schema,
    the bench model, no rate-limit rules, no daily caps;
@@ -48,7 +48,7 @@ from rich.console import Console
 from rich.table import Table
 
 from creditgate import bench, migrate
-from creditgate.pgcluster import BIN, Cluster, as_server_user, server_owner
+from creditgate.bench.pgcluster import BIN, Cluster, as_server_user, server_owner
 
 DATABASE = "creditgate_instructions"
 # What a single-user backend is told (one ERROR fails the run).
