@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: d35339d6a6849a03765d18de90de4f5fed9a6217ecb1eb742efb737bdbf8ef24
+-- creditgate generated migration; do not edit. source: repeatables sha256: c9f560f6098d376ef21d791358f782bf7479a6e9b35ac83ed477471ac0876541
 
 -- ===== db/functions/console/admin_console.sql =====
 -- The console's admin reads (DESIGN §9). Admin checked inside each, against
@@ -5458,11 +5458,15 @@ begin
   ) into v_queue
   from creditgate.generations as g where g.status = 'queued';
 
+  -- A running generation's lease lives in creditgate_private.generation_leases; one without
+  -- a live lease there counts as expired too (audit's stuck_leases agrees).
   select jsonb_build_object(
     'running', count(*),
-    'expired', count(*) filter (where g.lease_expires_at <= v_now)
+    'expired', count(*) filter (where l.lease_expires_at is null or l.lease_expires_at <= v_now)
   ) into v_leases
-  from creditgate.generations as g where g.status = 'running';
+  from creditgate.generations as g
+  left join creditgate_private.generation_leases as l on l.generation_id = g.id
+  where g.status = 'running';
 
   select coalesce(jsonb_agg(jsonb_build_object(
     'provider', p.provider, 'calls', p.calls, 'failures', p.failures,
