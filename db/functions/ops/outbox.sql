@@ -155,7 +155,9 @@ comment on function creditgate_private.tg_clawbacks__after_insert_event() is
 create or replace trigger ledger_after_insert_event
 after insert on creditgate.ledger
 for each row
-when (new.entry_type in ('signup_bonus', 'purchase', 'grant', 'admin_recharge', 'refund'))
+-- Every credit entry type (signup_bonus, purchase, grant, admin_recharge, refund) and only
+-- those have a positive delta (set by ledger_before_insert): one comparison per insert.
+when (new.delta > 0)
 execute function creditgate_private.tg_ledger__after_insert_event();
 
 -- The balances trigger's WHEN clause carries the lowest and highest threshold in force as
@@ -186,8 +188,8 @@ begin
   v_max := coalesce(v_max, v_default);
   execute format(
     'create or replace trigger balances_after_update_event'
-    ' after update of balance on creditgate.balances for each row'
-    ' when (new.balance < old.balance and new.balance < %s and old.balance >= %s)'
+    ' after update on creditgate.balances for each row'
+    ' when (new.balance < %s and old.balance >= %s)'
     ' execute function creditgate_private.tg_balances__after_update_event()',
     greatest(v_max, 0), greatest(v_min, 1)
   );

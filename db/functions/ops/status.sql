@@ -30,11 +30,15 @@ begin
   ) into v_queue
   from creditgate.generations as g where g.status = 'queued';
 
+  -- A running generation's lease lives in creditgate_private.generation_leases; one without
+  -- a live lease there counts as expired too (audit's stuck_leases agrees).
   select jsonb_build_object(
     'running', count(*),
-    'expired', count(*) filter (where g.lease_expires_at <= v_now)
+    'expired', count(*) filter (where l.lease_expires_at is null or l.lease_expires_at <= v_now)
   ) into v_leases
-  from creditgate.generations as g where g.status = 'running';
+  from creditgate.generations as g
+  left join creditgate_private.generation_leases as l on l.generation_id = g.id
+  where g.status = 'running';
 
   select coalesce(jsonb_agg(jsonb_build_object(
     'provider', p.provider, 'calls', p.calls, 'failures', p.failures,
