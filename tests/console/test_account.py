@@ -93,7 +93,7 @@ def test_buy_a_pack_then_the_signed_webhook_credits_it(stack: ConsoleStack) -> N
     before = stack.balance(user_id)
     [pack] = owner(
         stack.db,
-        "select id, name, credits, stripe_price_id from creditgate.credit_packs"
+        "select id, name, credits, stripe_price_id, price_cents, currency from creditgate.credit_packs"
         " where active order by price_cents, id limit 1",
     )
     page.get_by_role("button", name=f"Buy {pack['name']}").click()
@@ -120,6 +120,9 @@ def test_buy_a_pack_then_the_signed_webhook_credits_it(stack: ConsoleStack) -> N
             "object": "checkout.session",
             "client_reference_id": user_id,
             "payment_status": "paid",
+            "amount_total": pack["price_cents"],
+            "currency": pack["currency"],
+            "total_details": {"amount_tax": 0},
             "metadata": {"user_id": user_id, "price_id": pack["stripe_price_id"], "quantity": "1"},
         },
     )

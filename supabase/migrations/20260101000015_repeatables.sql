@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: f27be68289172c5aab07eb4bf7b0958771db260f8b547adeb1d99c1c3ad81c65
+-- creditgate generated migration; do not edit. source: repeatables sha256: a3e6708eb9fbf46ae7979155c4177737ac7a42f09fc2e5c4f0088435e37b234d
 
 -- ===== db/functions/console/admin_console.sql =====
 -- The console's admin reads (DESIGN §9). Admin checked inside each, against
@@ -388,7 +388,7 @@ grant execute on function creditgate.admin_set_model_enabled(text, boolean) to a
 --    generations: {total, by_status: {status: n}, by_kind: {kind: n},
 --                  by_model: {model_id: {count, succeeded, failed, credits}},
 --                  by_day: [{day, count, succeeded, failed}]},
---    credits: {granted, spent, refunded, expired, clawed_back, net_spent},
+--    credits: {granted, spent, refunded, expired, clawed_back, forfeited, net_spent},
 --    providers: [{provider, calls, failures, failure_rate, p50_latency_ms}]}
 --   Everything counts activity at or after `since`; days are UTC. `credits` per model is
 --   what its generations finally cost (cost - refunds). Provider failures are every
@@ -427,7 +427,7 @@ begin
     select
       g.id, g.model_id, g.kind, g.status, g.created_at,
       g.cost - coalesce((
-        select sum(r.amount) from creditgate.ledger as r where r.charge_key = g.charge_key
+        select sum(r.amount) from creditgate.ledger as r where r.charge_key = 'charge:' || g.id::text
       ), 0) as credits
     from creditgate.generations as g
     where g.created_at >= admin_stats.since
@@ -477,6 +477,7 @@ begin
     'refunded', coalesce(sum(l.amount) filter (where l.entry_type = 'refund'), 0),
     'expired', coalesce(sum(l.amount) filter (where l.entry_type = 'expire'), 0),
     'clawed_back', coalesce(sum(l.amount) filter (where l.entry_type = 'clawback'), 0),
+    'forfeited', coalesce(sum(l.amount) filter (where l.entry_type = 'forfeit'), 0),
     'net_spent', coalesce(sum(l.amount) filter (where l.entry_type = 'spend'), 0)
       - coalesce(sum(l.amount) filter (where l.entry_type = 'refund'), 0)
   ) into v_credits
@@ -562,7 +563,7 @@ begin
   where g.id = v_generation.id;
   perform pg_notify('creditgate_generation_settled', v_generation.id::text);
   v_refund := creditgate_private.refund_credits(
-    v_user_id, v_generation.charge_key, v_generation.cost, 'refund:' || v_generation.id,
+    v_user_id, 'charge:' || v_generation.id::text, v_generation.cost, 'refund:' || v_generation.id,
     'canceled', jsonb_build_object('generation_id', v_generation.id)
   );
   return jsonb_build_object(
@@ -677,11 +678,13 @@ grant execute on function creditgate.delete_media(uuid) to authenticated;
 --
 -- creditgate.service_expired_media(max_items, now = now()) -> jsonb [{media_id, storage_key}]
 --   Unpurged media whose TTL ran out (expires_at <= now; saved media carry no expiry and
---   never appear) or that their owner deleted. Oldest expiry first.
+--   never appear) or that their owner deleted, and the files of erased media rows (deleted
+--   accounts, creditgate_private.media_purges). Oldest first.
 --   Errors: PT400 invalid_request (max_items 1-10000, now required).
 -- creditgate.service_mark_media_purged(media_ids uuid[]) -> jsonb {purged}
 --   Sets purged_at on listed media that are temporary or deleted; already purged ones and
---   saved, undeleted ones are left alone, so a replay purges nothing twice.
+--   saved, undeleted ones are left alone, so a replay purges nothing twice. Listed files of
+--   erased media rows leave the purge queue.
 --   Errors: PT400 invalid_request (media_ids required, at most 10000).
 
 create or replace function creditgate.service_expired_media(
@@ -716,6 +719,11 @@ begin
         from creditgate.media as x
         where x.purged_at is null
           and x.deleted_at <= service_expired_media.now
+        union all
+        -- Files whose media rows were erased with their account.
+        select p.media_id, p.storage_key, p.queued_at, null
+        from creditgate_private.media_purges as p
+        where p.queued_at <= service_expired_media.now
       ) as m
       order by least(m.expires_at, m.deleted_at), m.id
       limit service_expired_media.max_items
@@ -736,6 +744,7 @@ set search_path = ''
 as $$
 declare
   v_purged integer;
+  v_erased integer;
 begin
   if service_mark_media_purged.media_ids is null then
     perform creditgate_private.invalid('media_ids', 'required');
@@ -750,7 +759,10 @@ begin
     -- A saved, live file is never marked gone, whatever the caller lists.
     and (m.deleted_at is not null or (m.expires_at is not null and not m.saved));
   get diagnostics v_purged = row_count;
-  return jsonb_build_object('purged', v_purged);
+  delete from creditgate_private.media_purges as p
+  where p.media_id = any(service_mark_media_purged.media_ids);
+  get diagnostics v_erased = row_count;
+  return jsonb_build_object('purged', v_purged + v_erased);
 end
 $$;
 comment on function creditgate.service_mark_media_purged(uuid[]) is
@@ -1289,18 +1301,25 @@ revoke all on function creditgate_private.check_loras(creditgate.models, jsonb) 
 -- ===== db/functions/generation/request.sql =====
 -- creditgate.request_generation(model_id text, params jsonb, idempotency_key text) -> jsonb
 --   authenticated. {generation_id, status, cost, balance, replayed}
---   One transaction: validate, price, rate limits, daily cap, charge, create the queued
---   generation, notify workers ('creditgate_generations', payload = generation id).
+--   One transaction: the key first (a recorded request, same body -> its original result,
+--   whatever changed since; another body -> PT409), then maintenance, model, validate,
+--   price, rate limits, daily cap, charge, create the queued generation, notify workers
+--   ('creditgate_generations', payload = generation id). A replay counts against no limit.
 --   Errors: PT401 not_authenticated, PT400 invalid_request, PT503 maintenance,
 --   PT404 not_found (model), PT503 model_unavailable, PT409 idempotency_key_reused,
 --   PT429 rate_limited {scope, retry_after_seconds}, PT429 daily_cap_reached
 --   {cap, used, resets_at}, PT402 insufficient_credits {required, available}.
 --
 -- creditgate_private.client_ip() -> inet
---   First x-forwarded-for entry, else x-real-ip, else cf-connecting-ip, from the
---   request.headers PostgREST sets; null when absent or not an address.
+--   The client address from the one header named by setting client_ip_header, in the
+--   request.headers PostgREST sets: 'cf-connecting-ip' (default; Supabase's edge sets it)
+--   or 'x-forwarded-for:N' (the Nth entry from the right). Null when absent or not an
+--   address. No other header is read, so a client cannot pick its bucket.
+-- creditgate_private.ip_bucket(p_ip) -> text
+--   The IP rules' subject: the IPv4 address, the IPv6 /64, or 'unknown' (null address).
 -- creditgate_private.take_rate_limits(p_user_id, p_ip, p_kind, p_now) -> void   PT429
 --   Counts this request against every enabled rule (fixed windows aligned to the epoch).
+--   IP rules always apply: an unreadable address counts in the shared 'unknown' bucket.
 --   A rule already at its limit is not incremented, and the PT429 rolls back the others,
 --   so a rejected request consumes nothing.
 
@@ -1312,36 +1331,69 @@ set search_path = ''
 as $$
 declare
   v_raw text := nullif(current_setting('request.headers', true), '');
-  v_headers jsonb;
-  v_ip text;
+  v_setting text := creditgate_private.setting('client_ip_header') #>> '{}';
+  v_header text;
+  v_from_right integer;
+  v_value text;
+  v_entries text[];
+  v_ip inet;
 begin
-  if v_raw is null then
+  if v_raw is null or v_setting is null then
     return null;
   end if;
+  -- '<header>' (one address) or '<header>:N' (the Nth comma-separated entry from the right:
+  -- the entry the Nth trusted proxy, counted from ours, appended; entries further left were
+  -- written by the client). setting_problem() keeps the value to that form.
+  v_header := split_part(v_setting, ':', 1);
+  v_from_right := nullif(split_part(v_setting, ':', 2), '')::integer;
   begin
-    v_headers := v_raw::jsonb;
+    v_value := v_raw::jsonb ->> v_header;
   exception when others then
     return null;
   end;
-  if jsonb_typeof(v_headers) <> 'object' then
-    return null;
+  if v_from_right is not null then
+    v_entries := string_to_array(v_value, ',');
+    if coalesce(cardinality(v_entries), 0) < v_from_right then
+      return null;
+    end if;
+    v_value := v_entries[cardinality(v_entries) - v_from_right + 1];
   end if;
-  v_ip := btrim(split_part(
-    coalesce(v_headers ->> 'x-forwarded-for', v_headers ->> 'x-real-ip', v_headers ->> 'cf-connecting-ip'),
-    ',', 1
-  ));
-  if v_ip is null or v_ip = '' or length(v_ip) > 64 or v_ip !~ '^[0-9A-Fa-f.:]+$' then
+  v_value := btrim(v_value);
+  if v_value is null or v_value = '' or length(v_value) > 45 or v_value !~ '^[0-9A-Fa-f.:]+$' then
     return null;
   end if;
   begin
-    return host(v_ip::inet)::inet;
+    v_ip := host(v_value::inet)::inet;
   exception when others then
     return null;
   end;
+  -- An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is that IPv4 address.
+  if family(v_ip) = 6 and v_ip << '::ffff:0.0.0.0/96'::inet then
+    v_ip := '0.0.0.0'::inet + (v_ip - '::ffff:0.0.0.0'::inet);
+  end if;
+  return v_ip;
 end
 $$;
 comment on function creditgate_private.client_ip() is
-'The client address PostgREST saw (first x-forwarded-for entry, x-real-ip, cf-connecting-ip), or null.';
+'The client address from the header named by setting client_ip_header (Nth entry from the right with :N), or null when unreadable.';
+
+create or replace function creditgate_private.ip_bucket(p_ip inet)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  -- One IPv6 subscriber gets a /64 (billions of addresses to rotate through): the /64 is
+  -- the bucket. An unreadable or absent address is never let through unlimited: every such
+  -- request shares the bucket 'unknown'.
+  select case
+    when p_ip is null then 'unknown'
+    when family(p_ip) = 6 then network(set_masklen(p_ip, 64))::text
+    else host(p_ip)
+  end;
+$$;
+comment on function creditgate_private.ip_bucket(inet) is
+'Rate-limit subject of a client address: the IPv4 address, the IPv6 /64, or unknown.';
 
 create or replace function creditgate_private.take_rate_limits(
   p_user_id uuid,
@@ -1355,6 +1407,7 @@ as $$
 declare
   v_rule creditgate_private.rate_limit_rules;
   v_subject text;
+  v_ip_subject text := creditgate_private.ip_bucket(p_ip);
   v_window_start timestamptz;
   v_count integer;
 begin
@@ -1364,8 +1417,7 @@ begin
     where r.enabled and (r.kind is null or r.kind = p_kind)
     order by r.id
   loop
-    v_subject := case v_rule.scope when 'user' then p_user_id::text else host(p_ip) end;
-    continue when v_subject is null;
+    v_subject := case v_rule.scope when 'user' then p_user_id::text else v_ip_subject end;
     v_window_start := to_timestamp(
       floor(extract(epoch from p_now) / v_rule.window_seconds) * v_rule.window_seconds
     );
@@ -1394,6 +1446,42 @@ $$;
 comment on function creditgate_private.take_rate_limits(uuid, inet, text, timestamptz) is
 'Counts a request against every matching rule atomically; PT429 (nothing consumed) at the limit.';
 
+-- Requests recorded before 0010 hashed the normalized params (registry defaults merged in);
+-- 0010 marked those hashes 'legacy:'. A retry of such a request still matches when its body
+-- normalizes to what was recorded, so a retry across the upgrade is not refused.
+create or replace function creditgate_private.legacy_request_matches(
+  p_recorded_hash text,
+  p_model_id text,
+  p_params jsonb,
+  p_user_id uuid
+) returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_model creditgate.models;
+begin
+  if p_recorded_hash not like 'legacy:%' then
+    return false;
+  end if;
+  select m.* into v_model from creditgate.models as m where m.id = p_model_id;
+  if not found then
+    return false;
+  end if;
+  begin
+    return p_recorded_hash = 'legacy:' || md5(jsonb_build_object(
+      'model_id', v_model.id,
+      'params', creditgate_private.validate_params(v_model, p_params, p_user_id)
+    )::text);
+  exception when others then
+    return false;
+  end;
+end
+$$;
+comment on function creditgate_private.legacy_request_matches(text, text, jsonb, uuid) is
+'Whether a retry matches a request recorded before 0010 (hash of the normalized params).';
+
 create or replace function creditgate.request_generation(
   model_id text,
   params jsonb,
@@ -1412,8 +1500,6 @@ declare
   v_hash text;
   v_existing_id uuid;
   v_existing_hash text;
-  v_existing_cost bigint;
-  v_existing_charge_key text;
   v_balance creditgate.balances;
   v_daily jsonb;
   v_ip inet;
@@ -1422,17 +1508,9 @@ declare
   v_now timestamptz := now();
 begin
   perform creditgate_private.check_key(request_generation.idempotency_key);
-  if creditgate_private.setting('maintenance_mode') = 'true'::jsonb then
-    perform creditgate_private.raise_error('maintenance');
-  end if;
-  v_model := creditgate_private.find_model(request_generation.model_id);
-  v_params := creditgate_private.validate_params(v_model, request_generation.params, v_user_id);
-  v_price := creditgate_private.price_params(v_model, v_params, false);
-  v_cost := (v_price ->> 'cost')::bigint;
-  v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
-  -- Read before the lock, so that concurrent requests of one user wait for less.
-  v_ip := creditgate_private.client_ip();
-  v_generation_id := creditgate_private.uuid_v7();
+  -- What the client sent, nothing derived from the registry: a retry of the same body
+  -- matches whatever changed since (defaults, prices, limits).
+  v_hash := md5(jsonb_build_array(request_generation.model_id, request_generation.params)::text);
 
   -- The per-user mutex (lock_balance): concurrent calls with one key queue here, and the
   -- first one's generation is visible to the rest once it commits. The row also gives the
@@ -1442,27 +1520,44 @@ begin
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
   end if;
 
-  select g.id, g.request_hash, g.cost, g.charge_key
-  into v_existing_id, v_existing_hash, v_existing_cost, v_existing_charge_key
-  from creditgate.generations as g
-  where g.user_id = v_user_id and g.idempotency_key = request_generation.idempotency_key;
+  -- Replays first (DESIGN §3): a recorded request gets its original answer before any
+  -- check that may have changed since (maintenance, model, params, limits, caps).
+  select r.generation_id, r.request_hash into v_existing_id, v_existing_hash
+  from creditgate_private.generation_requests as r
+  where r.user_id = v_user_id and r.idempotency_key = request_generation.idempotency_key;
   if v_existing_id is not null then
-    if v_existing_hash <> v_hash then
+    if v_existing_hash <> v_hash
+       and not creditgate_private.legacy_request_matches(
+         v_existing_hash, request_generation.model_id, request_generation.params, v_user_id
+       ) then
       perform creditgate_private.raise_error(
         'idempotency_key_reused',
         jsonb_build_object('idempotency_key', request_generation.idempotency_key)
       );
     end if;
     -- The original answer: the status it was created with and the balance its charge left.
-    return jsonb_build_object(
-      'generation_id', v_existing_id,
-      'status', 'queued',
-      'cost', v_existing_cost,
-      'balance', (select l.balance_after from creditgate.ledger as l
-                  where l.idempotency_key = v_existing_charge_key),
-      'replayed', true
+    return (
+      select jsonb_build_object(
+        'generation_id', v_existing_id,
+        'status', 'queued',
+        'cost', l.amount,
+        'balance', l.balance_after,
+        'replayed', true
+      )
+      from creditgate.ledger as l
+      where l.idempotency_key = 'charge:' || v_existing_id::text
     );
   end if;
+
+  if creditgate_private.setting('maintenance_mode') = 'true'::jsonb then
+    perform creditgate_private.raise_error('maintenance');
+  end if;
+  v_model := creditgate_private.find_model(request_generation.model_id);
+  v_params := creditgate_private.validate_params(v_model, request_generation.params, v_user_id);
+  v_price := creditgate_private.price_params(v_model, v_params, false);
+  v_cost := (v_price ->> 'cost')::bigint;
+  v_ip := creditgate_private.client_ip();
+  v_generation_id := creditgate_private.uuid_v7();
 
   perform creditgate_private.take_rate_limits(v_user_id, v_ip, v_model.kind, v_now);
 
@@ -1481,12 +1576,24 @@ begin
     jsonb_build_object('model_id', v_model.id, 'kind', v_model.kind), v_now
   );
   insert into creditgate.generations (
-    id, user_id, model_id, kind, status, params, cost, idempotency_key, request_hash,
-    charge_key, max_attempts, client_ip
+    id, user_id, model_id, kind, status, params, cost, idempotency_key, max_attempts, prices
   ) values (
     v_generation_id, v_user_id, v_model.id, v_model.kind, 'queued', v_params, v_cost,
-    request_generation.idempotency_key, v_hash, 'charge:' || v_generation_id,
-    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3), v_ip
+    request_generation.idempotency_key,
+    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3),
+    -- The prices charged: a settle that prices usage uses them, never today's.
+    jsonb_build_object(
+      'price_base', v_model.price_base,
+      'price_per_megapixel', v_model.price_per_megapixel,
+      'price_per_step', v_model.price_per_step,
+      'price_per_second', v_model.price_per_second,
+      'price_per_1k_tokens', v_model.price_per_1k_tokens
+    )
+  );
+  insert into creditgate_private.generation_requests (
+    user_id, idempotency_key, generation_id, request_hash, client_ip
+  ) values (
+    v_user_id, request_generation.idempotency_key, v_generation_id, v_hash, v_ip
   );
   -- Wake the workers only if this job is the only one queued. A transaction that notified
   -- takes a database-wide lock at commit and holds it through the WAL flush, so notifying
@@ -1513,20 +1620,23 @@ comment on function creditgate.request_generation(text, jsonb, text) is
 'Validates, prices, rate-limits, caps, charges and queues a generation in one transaction; replays by key.';
 
 revoke all on function creditgate_private.client_ip() from public, anon, authenticated;
+revoke all on function creditgate_private.ip_bucket(inet) from public, anon, authenticated;
 revoke all on function creditgate_private.take_rate_limits(uuid, inet, text, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.legacy_request_matches(text, text, jsonb, uuid) from public, anon, authenticated;
 revoke all on function creditgate.request_generation(text, jsonb, text) from public, anon, authenticated;
 grant execute on function creditgate.request_generation(text, jsonb, text) to authenticated;
 
 -- ===== db/functions/generation/worker.sql =====
 -- The worker side of a generation's life: claim, heartbeat, settle, reap. service_role only.
 --
--- creditgate.service_claim_generations(worker_id, max_jobs = 1, lease_seconds = 120) -> jsonb
+-- creditgate.service_claim_generations(worker_id, max_jobs = 1, lease_seconds = null) -> jsonb
 --   Leases up to max_jobs queued generations, oldest first (FOR UPDATE SKIP LOCKED, so
 --   concurrent workers never get the same job). Each job carries its server-only route,
 --   resolved LoRA sources, the edit input and a fresh lease token.
+--   lease_seconds null (not given): setting lease_seconds (default 120).
 --   Errors: PT400 invalid_request (worker_id 1-100 chars, max_jobs 1-100, lease_seconds from 5
 --   to the max_lease_seconds setting, default 3600).
--- creditgate.service_heartbeat(generation_id, worker_id, lease_token, lease_seconds = 120)
+-- creditgate.service_heartbeat(generation_id, worker_id, lease_token, lease_seconds = null)
 --   -> jsonb {generation_id, lease_expires_at}
 --   Extends a live lease. Errors: PT400, PT404 not_found, PT409 lease_lost.
 -- creditgate.service_settle_generation(generation_id, worker_id, lease_token, outcome) -> jsonb
@@ -1537,10 +1647,16 @@ grant execute on function creditgate.request_generation(text, jsonb, text) to au
 --   actual_cost defaults to the cost; for chat without one, output.usage.completion_tokens
 --   prices the turn in SQL (chat_actual_cost) and the unused part is refunded.
 --   Idempotent per lease: a replay under the same lease returns the stored result.
+--   A job of a deleted account (creditgate_private.deleted_users) settles too, keeping
+--   nothing personal: no media rows (its files are queued for purge), no output, no error
+--   text; a retryable failure is final (its params are erased); chat usage is not repriced
+--   (the priced params are erased: actual_cost or the charge); what is refunded is
+--   forfeited at once (forfeit:refund:<generation_id>).
 --   Errors: PT400 invalid_request (DETAIL names the outcome field), PT404, PT409 lease_lost.
 -- creditgate.service_reap_expired_leases(now = now()) -> jsonb {requeued, failed, refunded}
 --   Jobs whose worker stopped renewing its lease: re-queued while attempts are left, else
---   failed and refunded in full. Errors: PT400.
+--   failed and refunded in full. A deleted account's job is never re-queued: failed,
+--   refunded, and the refund forfeited. Errors: PT400.
 --
 -- Locking: money-moving paths (settle, reap) lock the user's balance row first
 -- (lock_balance), then the generation row; the reaper locks users in user_id order. Claim
@@ -1585,6 +1701,24 @@ $$;
 comment on function creditgate_private.check_worker_id(text) is
 'Worker ids name the lease holder in logs and provider_calls: 1-100 printable characters.';
 
+create or replace function creditgate_private.default_lease_seconds()
+returns integer
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_value jsonb := creditgate_private.setting('lease_seconds');
+begin
+  if creditgate_private.json_is_int(v_value, 5, 86400) then
+    return (v_value #>> '{}')::integer;
+  end if;
+  return 120;
+end
+$$;
+comment on function creditgate_private.default_lease_seconds() is
+'The lease a claim or heartbeat gets when the worker names none: setting lease_seconds (default 120).';
+
 create or replace function creditgate_private.check_lease_seconds(p_lease_seconds integer)
 returns void
 language plpgsql
@@ -1622,8 +1756,8 @@ as $$
     'params', p_generation.params,
     'attempt', p_generation.attempts,
     'max_attempts', p_generation.max_attempts,
-    'lease_token', p_generation.lease_token,
-    'lease_expires_at', p_generation.lease_expires_at,
+    'lease_token', l.lease_token,
+    'lease_expires_at', l.lease_expires_at,
     'cost', p_generation.cost,
     'route', (
       select jsonb_build_object(
@@ -1666,7 +1800,9 @@ as $$
         and m.user_id = p_generation.user_id
         and m.purged_at is null
     ) end
-  );
+  )
+  from creditgate_private.generation_leases as l
+  where l.generation_id = p_generation.id;
 $$;
 comment on function creditgate_private.job_json(creditgate.generations) is
 'A claimed job for the worker: params, lease, route, resolved LoRA sources, edit input media.';
@@ -1674,7 +1810,7 @@ comment on function creditgate_private.job_json(creditgate.generations) is
 create or replace function creditgate.service_claim_generations(
   worker_id text,
   max_jobs integer default 1,
-  lease_seconds integer default 120
+  lease_seconds integer default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -1682,13 +1818,16 @@ set search_path = ''
 as $$
 declare
   v_ids uuid[];
+  v_lease_seconds integer := coalesce(
+    service_claim_generations.lease_seconds, creditgate_private.default_lease_seconds()
+  );
 begin
   perform creditgate_private.check_worker_id(service_claim_generations.worker_id);
   if service_claim_generations.max_jobs is null
      or service_claim_generations.max_jobs not between 1 and 100 then
     perform creditgate_private.invalid('max_jobs', 'between 1 and 100');
   end if;
-  perform creditgate_private.check_lease_seconds(service_claim_generations.lease_seconds);
+  perform creditgate_private.check_lease_seconds(v_lease_seconds);
 
   with picked as (
     select g.id
@@ -1702,16 +1841,31 @@ begin
     update creditgate.generations as g
     set status = 'running',
       attempts = g.attempts + 1,
-      lease_owner = service_claim_generations.worker_id,
-      lease_token = gen_random_uuid(),
-      lease_expires_at = now() + make_interval(secs => service_claim_generations.lease_seconds),
       started_at = now(),
       updated_at = now()
     from picked as p
     where g.id = p.id
     returning g.id
+  ),
+  -- One lease row per generation, reused by each attempt (a replayed settle of an earlier
+  -- attempt still finds its result: settled_lease_token is kept).
+  leased as (
+    insert into creditgate_private.generation_leases as l (
+      generation_id, lease_owner, lease_token, lease_expires_at
+    )
+    select
+      c.id,
+      service_claim_generations.worker_id,
+      gen_random_uuid(),
+      now() + make_interval(secs => v_lease_seconds)
+    from claimed as c
+    on conflict (generation_id) do update
+      set lease_owner = excluded.lease_owner,
+        lease_token = excluded.lease_token,
+        lease_expires_at = excluded.lease_expires_at
+    returning l.generation_id
   )
-  select array_agg(c.id) into v_ids from claimed as c;
+  select array_agg(l.generation_id) into v_ids from leased as l;
 
   return coalesce((
     select jsonb_agg(creditgate_private.job_json(g) order by g.created_at, g.id)
@@ -1729,7 +1883,7 @@ create or replace function creditgate.service_heartbeat(
   generation_id uuid,
   worker_id text,
   lease_token text,
-  lease_seconds integer default 120
+  lease_seconds integer default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -1738,13 +1892,18 @@ as $$
 declare
   v_token uuid;
   v_generation creditgate.generations;
+  v_lease creditgate_private.generation_leases;
   v_expires_at timestamptz;
+  v_lease_seconds integer := coalesce(
+    service_heartbeat.lease_seconds, creditgate_private.default_lease_seconds()
+  );
 begin
   v_token := creditgate_private.check_lease_args(
     service_heartbeat.generation_id, service_heartbeat.worker_id, service_heartbeat.lease_token
   );
-  perform creditgate_private.check_lease_seconds(service_heartbeat.lease_seconds);
+  perform creditgate_private.check_lease_seconds(v_lease_seconds);
 
+  -- The generation row's lock guards its lease row (every writer of a lease holds it).
   select g.* into v_generation
   from creditgate.generations as g
   where g.id = service_heartbeat.generation_id
@@ -1752,22 +1911,24 @@ begin
   if not found then
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'generation'));
   end if;
+  select l.* into v_lease
+  from creditgate_private.generation_leases as l
+  where l.generation_id = v_generation.id;
   -- An expired lease is lost even before the reaper runs: the job may be re-queued any time.
   if v_generation.status <> 'running'
-     or v_generation.lease_owner is distinct from service_heartbeat.worker_id
-     or v_generation.lease_token is distinct from v_token
-     or v_generation.lease_expires_at <= now() then
+     or v_lease.lease_owner is distinct from service_heartbeat.worker_id
+     or v_lease.lease_token is distinct from v_token
+     or v_lease.lease_expires_at <= now() then
     perform creditgate_private.raise_error(
       'lease_lost',
       jsonb_build_object('generation_id', v_generation.id, 'status', v_generation.status)
     );
   end if;
 
-  update creditgate.generations as g
-  set lease_expires_at = now() + make_interval(secs => service_heartbeat.lease_seconds),
-    updated_at = now()
-  where g.id = v_generation.id
-  returning g.lease_expires_at into v_expires_at;
+  update creditgate_private.generation_leases as l
+  set lease_expires_at = now() + make_interval(secs => v_lease_seconds)
+  where l.generation_id = v_generation.id
+  returning l.lease_expires_at into v_expires_at;
   return jsonb_build_object('generation_id', v_generation.id, 'lease_expires_at', v_expires_at);
 end
 $$;
@@ -1867,6 +2028,7 @@ declare
   v_retryable boolean := false;
   v_actual_cost bigint;
   v_media jsonb := '[]'::jsonb;
+  v_media_in jsonb;
   v_item jsonb;
   v_index integer := 0;
   v_field text;
@@ -1911,24 +2073,26 @@ begin
     perform creditgate_private.invalid('outcome.actual_cost', 'only for a succeeded outcome');
   end if;
 
-  -- Media: files the worker already uploaded under media/<generation_id>/.
+  -- Media: files the worker already uploaded under media/<generation_id>/. Absent and
+  -- JSON null both mean none (as for every other optional field).
   if coalesce(jsonb_typeof(v_outcome -> 'media'), 'null') not in ('array', 'null') then
     perform creditgate_private.invalid('outcome.media', 'must be an array');
   end if;
-  if jsonb_array_length(coalesce(v_outcome -> 'media', '[]')) > 0 then
+  v_media_in := case jsonb_typeof(v_outcome -> 'media') when 'array' then v_outcome -> 'media' else '[]'::jsonb end;
+  if jsonb_array_length(v_media_in) > 0 then
     if v_status <> 'succeeded' then
       perform creditgate_private.invalid('outcome.media', 'only for a succeeded outcome');
     end if;
     if p_generation.kind = 'chat' then
       perform creditgate_private.invalid('outcome.media', 'chat generations produce no media');
     end if;
-    if jsonb_array_length(v_outcome -> 'media') > 16 then
+    if jsonb_array_length(v_media_in) > 16 then
       perform creditgate_private.invalid('outcome.media', 'at most 16 items');
     end if;
   end if;
   -- As media_storage_key_check, and the file name may not start with a dot ('..', '.env').
   v_key_pattern := '^media/' || p_generation.id::text || '/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$';
-  for v_item in select e from jsonb_array_elements(coalesce(v_outcome -> 'media', '[]')) as e loop
+  for v_item in select e from jsonb_array_elements(v_media_in) as e loop
     v_field := format('outcome.media[%s]', v_index);
     perform creditgate_private.outcome_object(
       v_item, v_field,
@@ -2044,7 +2208,8 @@ comment on function creditgate_private.settle_outcome(creditgate.generations, js
 'Validates a worker''s outcome strictly (PT400 naming the field) and normalizes it.';
 
 -- What a chat turn cost: the request's own price with max_tokens replaced by the output
--- tokens the provider reported, so the prompt is priced exactly as it was charged. Never
+-- tokens the provider reported, at the prices it was charged at (generations.prices, not
+-- the registry's current ones), so the prompt is priced exactly as it was charged. Never
 -- more than the charge. Pricing stays in SQL (price_params); the worker only reports usage.
 create or replace function creditgate_private.chat_actual_cost(
   p_generation creditgate.generations,
@@ -2061,6 +2226,9 @@ begin
   select m.* into v_model from creditgate.models as m where m.id = p_generation.model_id;
   if v_model.id is null or p_completion_tokens is null then
     return p_generation.cost;
+  end if;
+  if jsonb_typeof(p_generation.prices) = 'object' then
+    v_model := jsonb_populate_record(v_model, p_generation.prices);
   end if;
   v_params := p_generation.params || jsonb_build_object(
     'max_tokens', least(p_completion_tokens, coalesce((p_generation.params ->> 'max_tokens')::bigint, p_completion_tokens))
@@ -2106,6 +2274,8 @@ as $$
 declare
   v_token uuid;
   v_generation creditgate.generations;
+  v_lease creditgate_private.generation_leases;
+  v_charge_key text;
   v_outcome jsonb;
   v_status text;
   v_actual_cost bigint;
@@ -2114,6 +2284,7 @@ declare
   v_media jsonb := '[]'::jsonb;
   v_result jsonb;
   v_ttl interval;
+  v_deleted boolean;
 begin
   v_token := creditgate_private.check_lease_args(
     service_settle_generation.generation_id,
@@ -2134,14 +2305,17 @@ begin
   from creditgate.generations as g
   where g.id = service_settle_generation.generation_id
   for update;
+  select l.* into v_lease
+  from creditgate_private.generation_leases as l
+  where l.generation_id = v_generation.id;
 
   -- Replay of a settle that already took effect under this lease: first settle wins.
-  if v_generation.settled_lease_token = v_token then
-    return v_generation.settle_result;
+  if v_lease.settled_lease_token = v_token then
+    return v_lease.settle_result;
   end if;
   if v_generation.status <> 'running'
-     or v_generation.lease_owner is distinct from service_settle_generation.worker_id
-     or v_generation.lease_token is distinct from v_token then
+     or v_lease.lease_owner is distinct from service_settle_generation.worker_id
+     or v_lease.lease_token is distinct from v_token then
     perform creditgate_private.raise_error(
       'lease_lost',
       jsonb_build_object('generation_id', v_generation.id, 'status', v_generation.status)
@@ -2150,7 +2324,10 @@ begin
   -- An expired lease the reaper has not taken back yet is still this worker's: its result
   -- is as good as any, and taking it spares the user a retry.
 
+  -- Read under the balance lock, which the account's deletion holds until it commits.
+  v_deleted := creditgate_private.user_deleted(v_generation.user_id);
   v_status := v_outcome ->> 'status';
+  v_charge_key := 'charge:' || v_generation.id::text;
   insert into creditgate_private.provider_calls (
     generation_id, attempt, worker_id, provider, http_status, latency_ms, outcome,
     error_code, error_message, lease_token
@@ -2166,20 +2343,26 @@ begin
     (v_outcome #>> '{provider,latency_ms}')::integer,
     v_status,
     v_outcome #>> '{error,code}',
-    v_outcome #>> '{error,message}',
+    case when not v_deleted then v_outcome #>> '{error,message}' end,
     v_token
   );
 
   if v_status = 'succeeded' then
     v_actual_cost := (v_outcome ->> 'actual_cost')::bigint;
-    if v_actual_cost is null and v_generation.kind = 'chat'
+    if v_actual_cost is null and v_generation.kind = 'chat' and not v_deleted
        and jsonb_typeof(v_outcome #> '{output,usage,completion_tokens}') = 'number' then
       v_actual_cost := creditgate_private.chat_actual_cost(
-        v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::bigint
+        v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::numeric::bigint
       );
     end if;
     v_actual_cost := coalesce(v_actual_cost, v_generation.cost);
     v_ttl := creditgate_private.media_ttl();
+    -- A deleted account gets no media rows: the uploaded files go straight to the purge.
+    insert into creditgate_private.media_purges (media_id, storage_key)
+    select gen_random_uuid(), e.item ->> 'storage_key'
+    from jsonb_array_elements(v_outcome -> 'media') as e (item)
+    where v_deleted
+    on conflict do nothing;
     with inserted as (
       insert into creditgate.media (
         generation_id, user_id, position, storage_key, content_type, bytes, width, height,
@@ -2191,12 +2374,14 @@ begin
         (e.n - 1)::integer,
         e.item ->> 'storage_key',
         e.item ->> 'content_type',
-        (e.item ->> 'bytes')::bigint,
-        (e.item ->> 'width')::integer,
-        (e.item ->> 'height')::integer,
+        -- Validated whole numbers, which JSON may spell 2048.0: through numeric.
+        (e.item ->> 'bytes')::numeric::bigint,
+        (e.item ->> 'width')::numeric::integer,
+        (e.item ->> 'height')::numeric::integer,
         (e.item ->> 'duration_seconds')::numeric,
         now() + v_ttl
       from jsonb_array_elements(v_outcome -> 'media') with ordinality as e (item, n)
+      where not v_deleted
       returning id, position, storage_key
     )
     select coalesce(
@@ -2206,21 +2391,32 @@ begin
     from inserted as i;
     if v_actual_cost < v_generation.cost then
       v_refunded := (creditgate_private.refund_credits(
-        v_generation.user_id, v_generation.charge_key, v_generation.cost - v_actual_cost,
+        v_generation.user_id, v_charge_key, v_generation.cost - v_actual_cost,
         'refund:' || v_generation.id::text, 'generation cost less than charged',
         jsonb_build_object('generation_id', v_generation.id, 'actual_cost', v_actual_cost)
       ) ->> 'refunded')::bigint;
     end if;
-  elsif (v_outcome ->> 'retryable')::boolean and v_generation.attempts < v_generation.max_attempts then
+  elsif (v_outcome ->> 'retryable')::boolean and v_generation.attempts < v_generation.max_attempts
+        and not v_deleted then
     v_status := 'queued';
     v_requeued := true;
   else
     v_actual_cost := 0;
     v_refunded := (creditgate_private.refund_credits(
-      v_generation.user_id, v_generation.charge_key, v_generation.cost,
+      v_generation.user_id, v_charge_key, v_generation.cost,
       'refund:' || v_generation.id::text, 'generation failed',
-      jsonb_build_object('generation_id', v_generation.id, 'error', v_outcome -> 'error')
+      -- The code only: the ledger is append-only, so no provider text (which may echo the
+      -- prompt) may go there; it could never be erased.
+      jsonb_build_object('generation_id', v_generation.id, 'error', jsonb_build_object(
+        'code', v_outcome #> '{error,code}'
+      ))
     ) ->> 'refunded')::bigint;
+  end if;
+  if v_deleted and v_refunded > 0 then
+    perform creditgate_private.forfeit_credits(
+      v_generation.user_id, 'forfeit:refund:' || v_generation.id::text, 'account deleted',
+      jsonb_build_object('generation_id', v_generation.id)
+    );
   end if;
 
   v_result := jsonb_build_object(
@@ -2234,16 +2430,21 @@ begin
   update creditgate.generations as g
   set status = v_status,
     actual_cost = v_actual_cost,
-    output = nullif(v_outcome -> 'output', 'null'::jsonb),
-    error = nullif(v_outcome -> 'error', 'null'::jsonb),
-    lease_owner = null,
-    lease_token = null,
-    lease_expires_at = null,
+    output = case when not v_deleted then nullif(v_outcome -> 'output', 'null'::jsonb) end,
+    error = case
+      when not v_deleted then nullif(v_outcome -> 'error', 'null'::jsonb)
+      when v_outcome ? 'error' then jsonb_build_object('code', v_outcome #> '{error,code}')
+    end,
     finished_at = case when v_requeued then null else now() end,
-    settle_result = v_result,
-    settled_lease_token = v_token,
     updated_at = now()
   where g.id = v_generation.id;
+  update creditgate_private.generation_leases as l
+  set lease_owner = null,
+    lease_token = null,
+    lease_expires_at = null,
+    settle_result = v_result,
+    settled_lease_token = v_token
+  where l.generation_id = v_generation.id;
   if v_requeued then
     perform pg_notify('creditgate_generations', v_generation.id::text);
   else
@@ -2268,18 +2469,22 @@ declare
   v_candidate record;
   v_user_id uuid;
   v_generation creditgate.generations;
+  v_lease creditgate_private.generation_leases;
   v_error jsonb;
   v_requeued integer := 0;
   v_failed integer := 0;
   v_refunded bigint := 0::bigint;
+  v_refund bigint;
+  v_deleted boolean;
 begin
   if service_reap_expired_leases.now is null then
     perform creditgate_private.invalid('now', 'required');
   end if;
   for v_candidate in
     select g.id, g.user_id
-    from creditgate.generations as g
-    where g.status = 'running' and g.lease_expires_at <= service_reap_expired_leases.now
+    from creditgate_private.generation_leases as l
+    join creditgate.generations as g on g.id = l.generation_id
+    where l.lease_expires_at <= service_reap_expired_leases.now and g.status = 'running'
     order by g.user_id, g.id
   loop
     if v_user_id is distinct from v_candidate.user_id then
@@ -2291,8 +2496,11 @@ begin
     from creditgate.generations as g
     where g.id = v_candidate.id
     for update;
+    select l.* into v_lease
+    from creditgate_private.generation_leases as l
+    where l.generation_id = v_generation.id;
     continue when v_generation.status <> 'running'
-      or v_generation.lease_expires_at > service_reap_expired_leases.now;
+      or v_lease.lease_expires_at > service_reap_expired_leases.now;
 
     v_error := jsonb_build_object(
       'code', 'lease_expired',
@@ -2303,19 +2511,21 @@ begin
     ) values (
       v_generation.id,
       v_generation.attempts,
-      v_generation.lease_owner,
+      v_lease.lease_owner,
       (select r.provider from creditgate_private.model_routes as r where r.model_id = v_generation.model_id),
       'lease_expired',
       v_error ->> 'code',
       v_error ->> 'message',
-      v_generation.lease_token
+      v_lease.lease_token
     );
-    if v_generation.attempts < v_generation.max_attempts then
+    update creditgate_private.generation_leases as l
+    set lease_owner = null, lease_token = null, lease_expires_at = null
+    where l.generation_id = v_generation.id;
+    -- A deleted account's job never runs again (its params are erased).
+    v_deleted := creditgate_private.user_deleted(v_generation.user_id);
+    if v_generation.attempts < v_generation.max_attempts and not v_deleted then
       update creditgate.generations as g
       set status = 'queued',
-        lease_owner = null,
-        lease_token = null,
-        lease_expires_at = null,
         error = v_error,
         updated_at = pg_catalog.now()
       where g.id = v_generation.id;
@@ -2325,19 +2535,23 @@ begin
       update creditgate.generations as g
       set status = 'failed',
         actual_cost = 0,
-        lease_owner = null,
-        lease_token = null,
-        lease_expires_at = null,
         error = v_error,
         finished_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
       where g.id = v_generation.id;
       perform pg_notify('creditgate_generation_settled', v_generation.id::text);
-      v_refunded := v_refunded + (creditgate_private.refund_credits(
-        v_generation.user_id, v_generation.charge_key, v_generation.cost,
+      v_refund := (creditgate_private.refund_credits(
+        v_generation.user_id, 'charge:' || v_generation.id::text, v_generation.cost,
         'refund:' || v_generation.id::text, 'generation failed: worker lease expired',
         jsonb_build_object('generation_id', v_generation.id, 'error', v_error)
       ) ->> 'refunded')::bigint;
+      if v_deleted and v_refund > 0 then
+        perform creditgate_private.forfeit_credits(
+          v_generation.user_id, 'forfeit:refund:' || v_generation.id::text, 'account deleted',
+          jsonb_build_object('generation_id', v_generation.id)
+        );
+      end if;
+      v_refunded := v_refunded + v_refund;
       v_failed := v_failed + 1;
     end if;
   end loop;
@@ -2352,6 +2566,7 @@ grant execute on function creditgate.service_reap_expired_leases(timestamptz) to
 revoke all on function creditgate_private.check_lease_args(uuid, text, text) from public, anon, authenticated;
 revoke all on function creditgate_private.check_worker_id(text) from public, anon, authenticated;
 revoke all on function creditgate_private.check_lease_seconds(integer) from public, anon, authenticated;
+revoke all on function creditgate_private.default_lease_seconds() from public, anon, authenticated;
 revoke all on function creditgate_private.job_json(creditgate.generations) from public, anon, authenticated;
 revoke all on function creditgate_private.outcome_integer(jsonb, text, bigint, bigint) from public, anon, authenticated;
 revoke all on function creditgate_private.outcome_text(jsonb, text, integer) from public, anon, authenticated;
@@ -2361,9 +2576,9 @@ revoke all on function creditgate_private.media_ttl() from public, anon, authent
 revoke all on function creditgate_private.chat_actual_cost(creditgate.generations, bigint) from public, anon, authenticated;
 
 -- ===== db/functions/ledger/account.sql =====
--- creditgate.get_balance() -> jsonb {balance, available, plan, expiring, daily}   authenticated
+-- creditgate.get_balance() -> jsonb {balance, available, owed, plan, expiring, daily}   authenticated
 -- creditgate.is_admin() -> boolean                                              authenticated
--- Errors: PT401 not_authenticated.
+-- Errors: PT401 not_authenticated (get_balance: no caller; both: a deleted account).
 
 drop function if exists creditgate_private.daily_usage(uuid, text);
 create or replace function creditgate_private.daily_usage(p_balance creditgate.balances)
@@ -2406,6 +2621,8 @@ begin
   return jsonb_build_object(
     'balance', coalesce(v_row.balance::bigint, 0),
     'available', creditgate_private.available_credits(v_user_id, now()),
+    -- Credits a Stripe refund or dispute could not take back; the next credits pay them.
+    'owed', coalesce(v_row.owed::bigint, 0),
     'plan', coalesce(v_row.plan::text, 'free'),
     'expiring', coalesce((
       select jsonb_agg(jsonb_build_object(
@@ -2422,23 +2639,31 @@ begin
 end
 $$;
 comment on function creditgate.get_balance() is
-'The caller''s balance, spendable credits, plan, lots expiring within 30 days, daily usage.';
+'The caller''s balance, spendable credits, credits owed after clawbacks, plan, lots expiring within 30 days, daily usage.';
 revoke all on function creditgate.get_balance() from public, anon, authenticated;
 grant execute on function creditgate.get_balance() to authenticated;
 
 create or replace function creditgate.is_admin()
 returns boolean
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select exists (
-    select 1 from creditgate_private.admins as a where a.user_id = (select auth.uid())
-  );
+declare
+  v_user_id uuid := auth.uid();
+begin
+  if v_user_id is null then
+    return false;
+  end if;
+  -- A deleted account's still-valid JWT: PT401, as from every client function (the
+  -- service's account check for routes that only read tables).
+  perform creditgate_private.require_user();
+  return exists (select 1 from creditgate_private.admins as a where a.user_id = v_user_id);
+end
 $$;
 comment on function creditgate.is_admin() is
-'Whether the caller is an admin (creditgate_private.admins; never JWT metadata).';
+'Whether the caller is an admin (creditgate_private.admins; never JWT metadata). PT401 for a deleted account.';
 revoke all on function creditgate.is_admin() from public, anon, authenticated;
 grant execute on function creditgate.is_admin() to authenticated;
 
@@ -2585,6 +2810,71 @@ begin
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over () as rn from bad) as b;
 
+  -- Owed credits (DESIGN §3, turn 2): per user, owed >= 0 and owed = what clawbacks could
+  -- not take, less what later credits paid (the ledger's collection entries), less what won
+  -- disputes forgave.
+  return query
+  with collections as (
+    select l.user_id, l.metadata ->> 'clawback_key' as clawback_key, sum(l.amount) as collected
+    from creditgate.ledger as l
+    where l.entry_type = 'clawback' and l.metadata ? 'paid_from_entry_id'
+    group by l.user_id, l.metadata ->> 'clawback_key'
+  ),
+  per_user as (
+    select c.user_id,
+      sum(c.requested - c.taken) as shortfalls,
+      sum(c.cancelled) as cancelled,
+      coalesce(sum(k.collected), 0) as collected,
+      count(*) filter (where coalesce(k.collected, 0) + c.cancelled > c.requested - c.taken) as overpaid
+    from creditgate_private.clawbacks as c
+    left join collections as k on k.clawback_key = c.idempotency_key and k.user_id = c.user_id
+    group by c.user_id
+  ),
+  bad as (
+    select b.user_id, b.owed::bigint as owed, p.shortfalls, p.collected, p.cancelled, p.overpaid
+    from creditgate.balances as b
+    left join per_user as p on p.user_id = b.user_id
+    where b.owed < 0
+       or b.owed <> coalesce(p.shortfalls - p.collected - p.cancelled, 0)
+       or coalesce(p.overpaid, 0) > 0
+  )
+  select 'owed_matches_shortfalls'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
+
+  -- Each clawback's collected figure is the sum of the collection entries tied to it, and
+  -- every collection entry names a clawback of its user.
+  return query
+  with collections as (
+    select l.user_id, l.metadata ->> 'clawback_key' as clawback_key, sum(l.amount) as collected
+    from creditgate.ledger as l
+    where l.entry_type = 'clawback' and l.metadata ? 'paid_from_entry_id'
+    group by l.user_id, l.metadata ->> 'clawback_key'
+  ),
+  bad as (
+    select coalesce(c.idempotency_key, k.clawback_key) as clawback_key,
+      c.collected as recorded, k.collected as posted
+    from creditgate_private.clawbacks as c
+    full join collections as k on k.clawback_key = c.idempotency_key and k.user_id = c.user_id
+    where c.idempotency_key is null or c.collected <> coalesce(k.collected, 0)
+  )
+  select 'owed_collections_match_ledger'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.clawback_key) as rn from bad) as b;
+
+  -- Paid checkouts held because amount or currency did not match the pack: each needs an
+  -- operator's decision (grant by hand or refund), then resolved_at.
+  return query
+  with bad as (
+    select h.idempotency_key, h.user_id, h.price_id, h.quantity, h.reason, h.expected_amount,
+      h.expected_currency, h.amount_total, h.currency, h.created_at
+    from creditgate_private.checkout_holds as h
+    where h.resolved_at is null
+  )
+  select 'checkout_holds_unresolved'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.created_at) as rn from bad) as b;
+
   -- Settings sanity: only known keys, each of its default's JSON type (null = any).
   return query
   with bad as (
@@ -2603,7 +2893,7 @@ begin
   -- cost, from its owner (and no other spend names it).
   return query
   with gens as (
-    select g.* from creditgate.generations as g
+    select g.*, 'charge:' || g.id::text as charge_key from creditgate.generations as g
     where p_since is null or g.updated_at >= p_since or exists (
       select 1 from creditgate.ledger as x where x.generation_id = g.id and x.created_at >= p_since
     )
@@ -2633,7 +2923,7 @@ begin
   -- (by at most one entry); queued and running not refunded at all.
   return query
   with gens as (
-    select g.* from creditgate.generations as g
+    select g.*, 'charge:' || g.id::text as charge_key from creditgate.generations as g
     where p_since is null or g.updated_at >= p_since or exists (
       select 1 from creditgate.ledger as x where x.generation_id = g.id and x.created_at >= p_since
     )
@@ -2658,12 +2948,15 @@ begin
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.generation_id) as rn from bad) as b;
 
-  -- Ops: running jobs whose lease ran out over 10 minutes ago (is the reaper running?).
+  -- Ops: running jobs whose lease ran out over 10 minutes ago (is the reaper running?), or
+  -- that hold no lease at all (the lease lives in a private table, without a foreign key).
   return query
   with bad as (
-    select g.id as generation_id, g.lease_owner, g.lease_expires_at, g.attempts
+    select g.id as generation_id, l.lease_owner, l.lease_expires_at, g.attempts
     from creditgate.generations as g
-    where g.status = 'running' and g.lease_expires_at < now() - interval '10 minutes'
+    left join creditgate_private.generation_leases as l on l.generation_id = g.id
+    where g.status = 'running'
+      and (l.lease_expires_at is null or l.lease_expires_at < now() - interval '10 minutes')
   )
   select 'stuck_leases'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
@@ -2728,6 +3021,30 @@ begin
   select 'daily_usage_matches_ledger'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
+
+  -- Deleted accounts hold nothing: no credits, no media rows, no work waiting to run, no
+  -- personal data on their generations (running work may still settle; it keeps nothing).
+  return query
+  with deleted as (
+    select d.user_id,
+      coalesce((select b.balance::bigint from creditgate.balances as b where b.user_id = d.user_id), 0)
+        as balance,
+      (select count(*) from creditgate.media as m where m.user_id = d.user_id) as media,
+      (select count(*) from creditgate.generations as g
+       where g.user_id = d.user_id
+         and (g.status = 'queued' or g.params <> '{}'::jsonb or g.output is not null))
+      + (select count(*) from creditgate_private.generation_requests as r
+         where r.user_id = d.user_id and r.client_ip is not null) as generations
+    from creditgate_private.deleted_users as d
+    where p_since is null or d.deleted_at >= p_since
+  ),
+  bad as (
+    select x.* from deleted as x
+    where x.balance <> 0 or x.media > 0 or x.generations > 0
+  )
+  select 'deleted_users_hold_nothing'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
 end
 $$;
 comment on function creditgate_private.audit_checks(timestamptz) is
@@ -2753,6 +3070,205 @@ comment on function creditgate.audit(timestamptz) is
 'Checks every money invariant; {ok, checks: [{name, failures, samples}]}. For operators and tests.';
 revoke all on function creditgate.audit(timestamptz) from public, anon, authenticated;
 grant execute on function creditgate.audit(timestamptz) to service_role;
+
+-- ===== db/functions/ledger/deletion.sql =====
+-- Account deletion (DESIGN §3 amendments). GoTrue, and the Supabase dashboard through it,
+-- deletes a user's auth.users row as supabase_auth_admin; that delete must always succeed.
+--
+-- creditgate_private.user_deleted(p_user_id) -> boolean
+--   Whether the user's auth.users row was deleted (creditgate_private.deleted_users).
+-- creditgate_private.forfeit_credits(p_user_id, p_key, p_reason, p_metadata) -> bigint
+--   Posts a `forfeit` entry for the user's whole balance, taking every lot with credits
+--   left (expired or not); returns the amount (0: nothing to forfeit, no entry). The
+--   caller holds the balance lock. Never fails on its key: a key already taken (a user id
+--   deleted twice) gets a unique suffix, so a delete is never refused.
+-- creditgate_private.erase_generations(p_user_id, p_generation_id) -> void
+--   Erases what is personal from the user's generations (all of them, or one): params,
+--   output, error texts (the code stays); the client address and request hash of their
+--   request records; the media list of their settle results; the provider's error texts
+--   in provider_calls. Status, costs and keys stay.
+-- creditgate_private.tg_users__after_delete(): AFTER DELETE on auth.users.
+--   In the deleting transaction, under the user's balance lock: records the deletion,
+--   drops admin rights and the user's rate-limit counters, cancels and refunds queued work
+--   (refund:<generation_id>), forfeits the rest (forfeit:<user_id>), queues the user's media
+--   files for purge and deletes their media rows, erases personal data from generations.
+--   Work already running settles later (service_settle_generation, the reaper): it is never
+--   re-queued, keeps nothing personal, and what it refunds is forfeited at once.
+--   Raises nothing on purpose: a failure here would fail GoTrue's delete.
+
+create or replace function creditgate_private.user_deleted(p_user_id uuid)
+returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return exists (select 1 from creditgate_private.deleted_users as d where d.user_id = p_user_id);
+end
+$$;
+comment on function creditgate_private.user_deleted(uuid) is
+'Whether the user''s account (auth.users row) was deleted.';
+
+create or replace function creditgate_private.forfeit_credits(
+  p_user_id uuid,
+  p_key text,
+  p_reason text,
+  p_metadata jsonb default '{}'
+) returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_balance bigint;
+  v_key text := p_key;
+  v_hash text;
+  v_entry creditgate.ledger;
+  v_moved bigint;
+begin
+  select b.balance into v_balance from creditgate.balances as b where b.user_id = p_user_id;
+  if coalesce(v_balance, 0) = 0 then
+    return 0;
+  end if;
+  v_hash := md5(jsonb_build_array('forfeit', p_user_id, v_balance)::text);
+  perform pg_catalog.pg_advisory_xact_lock(1667720057, pg_catalog.hashtext(v_key));
+  if exists (select 1 from creditgate.ledger as l where l.idempotency_key = v_key) then
+    v_key := left(p_key, 200) || ':' || gen_random_uuid()::text;
+  end if;
+  v_entry := creditgate_private.post_entry(
+    p_user_id, 'forfeit', v_balance, v_key, v_hash, null, null, p_reason, p_metadata
+  );
+  -- Every lot with credits left, expired ones included: the balance counts them until the
+  -- expiry sweep runs, and the account keeps nothing.
+  with lots as (
+    select l.id, l.remaining
+    from creditgate.credit_lots as l
+    where l.user_id = p_user_id and l.live
+    for update
+  ),
+  emptied as (
+    update creditgate.credit_lots as l
+    set remaining = 0
+    from lots as o
+    where l.id = o.id
+    returning l.id, o.remaining as taken
+  ),
+  recorded as (
+    insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+    select v_entry.id, e.id, -e.taken from emptied as e
+    returning amount
+  )
+  select coalesce(-sum(r.amount), 0) into v_moved from recorded as r;
+  if v_moved <> v_balance then
+    raise exception 'lots of user % hold % of a balance of %', p_user_id, v_moved, v_balance;
+  end if;
+  return v_balance;
+end
+$$;
+comment on function creditgate_private.forfeit_credits(uuid, text, text, jsonb) is
+'Forfeits the user''s whole balance (a closed account keeps nothing): one forfeit entry emptying every lot.';
+
+create or replace function creditgate_private.erase_generations(
+  p_user_id uuid,
+  p_generation_id uuid default null
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  update creditgate.generations as g
+  set params = '{}'::jsonb,
+    output = null,
+    error = nullif(jsonb_strip_nulls(jsonb_build_object('code', g.error -> 'code')), '{}'::jsonb)
+  where g.user_id = p_user_id
+    and (p_generation_id is null or g.id = p_generation_id);
+  -- The request record: the client's address, and the hash of what it sent (a hash of the
+  -- prompt would confirm a guess of it). The key stays, so the record still names the row.
+  update creditgate_private.generation_requests as r
+  set client_ip = null, request_hash = 'erased'
+  where r.user_id = p_user_id
+    and (p_generation_id is null or r.generation_id = p_generation_id);
+  update creditgate_private.generation_leases as l
+  set settle_result = jsonb_set(l.settle_result, '{media}', '[]'::jsonb)
+  where l.settle_result ? 'media'
+    and l.generation_id in (
+      select g.id from creditgate.generations as g
+      where g.user_id = p_user_id and (p_generation_id is null or g.id = p_generation_id)
+    );
+  update creditgate_private.provider_calls as c
+  set error_message = null
+  where c.error_message is not null
+    and c.generation_id in (
+      select g.id from creditgate.generations as g
+      where g.user_id = p_user_id and (p_generation_id is null or g.id = p_generation_id)
+    );
+end
+$$;
+comment on function creditgate_private.erase_generations(uuid, uuid) is
+'Erases the personal data of a deleted user''s generations (params, output, error texts); costs and status stay.';
+
+create or replace function creditgate_private.tg_users__after_delete()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_generation creditgate.generations;
+begin
+  insert into creditgate_private.deleted_users (user_id) values (old.id)
+  on conflict (user_id) do update set deleted_at = excluded.deleted_at;
+  delete from creditgate_private.admins as a where a.user_id = old.id;
+  delete from creditgate_private.rate_limit_counters as c where c.subject = old.id::text;
+
+  -- The user's balance lock, as every money operation takes it first: a settle, a cancel
+  -- or a request of this user waits for this transaction, then sees the account deleted.
+  perform 1 from creditgate.balances as b where b.user_id = old.id for update;
+  if not found then
+    -- Never had a balance row (signed up before creditgate): no money, no work.
+    return null;
+  end if;
+
+  for v_generation in
+    select g.* from creditgate.generations as g
+    where g.user_id = old.id and g.status = 'queued'
+    order by g.id
+    for update
+  loop
+    update creditgate.generations as g
+    set status = 'canceled', finished_at = now(), updated_at = now(),
+      error = jsonb_build_object('code', 'account_deleted')
+    where g.id = v_generation.id;
+    perform pg_notify('creditgate_generation_settled', v_generation.id::text);
+    perform creditgate_private.refund_credits(
+      old.id, 'charge:' || v_generation.id::text, v_generation.cost, 'refund:' || v_generation.id::text,
+      'canceled: account deleted', jsonb_build_object('generation_id', v_generation.id)
+    );
+  end loop;
+  perform creditgate_private.forfeit_credits(old.id, 'forfeit:' || old.id::text, 'account deleted');
+
+  -- Files go through the purge sweep; their rows go now (saved ones too).
+  insert into creditgate_private.media_purges (media_id, storage_key)
+  select m.id, m.storage_key
+  from creditgate.media as m
+  where m.user_id = old.id and m.purged_at is null
+  on conflict do nothing;
+  delete from creditgate.media as m where m.user_id = old.id;
+
+  perform creditgate_private.erase_generations(old.id);
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_users__after_delete() is
+'A deleted auth user: queued work refunded, credits forfeited, personal data erased, files queued for purge.';
+
+revoke all on function creditgate_private.user_deleted(uuid) from public, anon, authenticated;
+revoke all on function creditgate_private.forfeit_credits(uuid, text, text, jsonb) from public, anon, authenticated;
+revoke all on function creditgate_private.erase_generations(uuid, uuid) from public, anon, authenticated;
+revoke all on function creditgate_private.tg_users__after_delete() from public, anon, authenticated;
+
+create or replace trigger creditgate_on_auth_user_deleted
+after delete on auth.users
+for each row execute function creditgate_private.tg_users__after_delete();
 
 -- ===== db/functions/ledger/expiry.sql =====
 -- creditgate.service_expire_credits(now, max_lots) -> jsonb {users, lots, credits, more}   service_role
@@ -2840,7 +3356,7 @@ grant execute on function creditgate.service_expire_credits(timestamptz, integer
 --                                                               authenticated, admin checked inside
 -- Errors: PT400 invalid_request, PT401, PT403 forbidden, PT404 not_found (unknown user),
 --         PT409 idempotency_key_reused. service_grant_credits refuses keys in creditgate's
---         own namespaces (PT400); admin_add_credits stores its keys as admin:<key>.
+--         own namespaces (PT400; owed: is what collections of owed credits post under); admin_add_credits stores its keys as admin:<key>.
 
 create or replace function creditgate.service_grant_credits(
   user_id uuid,
@@ -2861,10 +3377,10 @@ begin
   -- creditgate's own keys are posted by creditgate alone. A grant under one would squat
   -- an entry creditgate owes later: a generation's refund (refund:<id>) would then fail
   -- with PT409 forever, a lot's expiry or a Stripe event's credits likewise.
-  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire):' then
+  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire|forfeit|owed):' then
     perform creditgate_private.invalid(
       'idempotency_key',
-      'the prefixes signup:, stripe:, admin:, charge:, refund: and expire: are creditgate''s own'
+      'the prefixes signup:, stripe:, admin:, charge:, refund:, expire:, forfeit: and owed: are creditgate''s own'
     );
   end if;
   return creditgate_private.grant_credits(
@@ -2897,13 +3413,14 @@ set search_path = ''
 as $$
 declare
   v_admin_id uuid := creditgate_private.require_admin();
+  v_result jsonb;
 begin
   if admin_add_credits.reason is null or length(trim(admin_add_credits.reason)) = 0 then
     perform creditgate_private.invalid('reason', 'required');
   end if;
   perform creditgate_private.check_key(admin_add_credits.idempotency_key);
   -- Namespaced so an admin key can never collide with a system key (stripe:, signup:...).
-  return creditgate_private.grant_credits(
+  v_result := creditgate_private.grant_credits(
     admin_add_credits.user_id,
     admin_add_credits.amount,
     'admin_recharge',
@@ -2912,8 +3429,13 @@ begin
     null,
     50,
     admin_add_credits.reason,
-    jsonb_build_object('admin_id', v_admin_id)
+    '{}'::jsonb
   );
+  -- Who granted it stays server-side (the ledger is readable by its owner).
+  insert into creditgate_private.admin_grants (ledger_id, admin_id)
+  values ((v_result ->> 'entry_id')::bigint, v_admin_id)
+  on conflict (ledger_id) do nothing;
+  return v_result;
 end
 $$;
 comment on function creditgate.admin_add_credits(uuid, bigint, text, text) is
@@ -2930,7 +3452,7 @@ grant execute on function creditgate.admin_add_credits(uuid, bigint, text, text)
 -- find_entry locks the idempotency key (a transaction advisory lock), so two users' calls
 -- with one key take turns too; nothing waits for a balance while holding a key.
 --
--- require_user() -> uuid                         PT401 not_authenticated
+-- require_user() -> uuid                         PT401 not_authenticated (also a deleted account)
 -- require_admin() -> uuid                        PT401, PT403 forbidden
 -- check_key(p_key)                               PT400 invalid_request
 -- lock_balance(p_user_id, p_create) -> bigint    PT404 not_found
@@ -2941,6 +3463,10 @@ grant execute on function creditgate.admin_add_credits(uuid, bigint, text, text)
 -- grant_credits(...) -> jsonb                    PT400, PT404, PT409
 -- spend_credits(...) -> jsonb                    PT400, PT402, PT404, PT409
 -- refund_credits(...) -> jsonb                   PT400, PT404, PT409
+-- collect_owed(p_user_id, p_source_id, p_amount, p_now) -> bigint
+--                                                (caller holds the balance lock)
+-- owed_paid(p_entry) -> jsonb                     what collect_owed took after an entry
+-- take_clawback(...) -> jsonb                     (caller holds the balance and key locks)
 
 create or replace function creditgate_private.require_user()
 returns uuid
@@ -2954,11 +3480,18 @@ begin
   if v_user_id is null then
     perform creditgate_private.raise_error('not_authenticated');
   end if;
+  -- A deleted account's JWT stays valid until it expires; it may do nothing. (The lookup
+  -- is written out, not a call of user_deleted(): one function call less per request.)
+  if exists (select 1 from creditgate_private.deleted_users as d where d.user_id = v_user_id) then
+    perform creditgate_private.raise_error(
+      'not_authenticated', jsonb_build_object('reason', 'account_deleted')
+    );
+  end if;
   return v_user_id;
 end
 $$;
 comment on function creditgate_private.require_user() is
-'The calling user from the verified JWT (auth.uid()), or PT401.';
+'The calling user from the verified JWT (auth.uid()), or PT401 (none, or a deleted account).';
 
 create or replace function creditgate_private.require_admin()
 returns uuid
@@ -3227,6 +3760,10 @@ begin
   perform creditgate_private.lock_balance(p_user_id, true);
   v_entry := creditgate_private.find_entry(p_key, v_hash);
   if v_entry.id is null then
+    -- A deleted account keeps nothing (its balance was forfeited): no new credits either.
+    if creditgate_private.user_deleted(p_user_id) then
+      perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
+    end if;
     if p_expires_at is not null and p_expires_at <= p_now then
       perform creditgate_private.invalid('expires_at', 'must be in the future');
     end if;
@@ -3241,10 +3778,16 @@ begin
     returning id into v_lot_id;
     insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
     values (v_entry.id, v_lot_id, p_amount);
+    -- Credits owed after a clawback are paid first (DESIGN §3, turn 2).
+    if creditgate_private.collect_owed(p_user_id, v_entry.id, p_amount, p_now) > 0 then
+      return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('lot_id', v_lot_id)
+        || creditgate_private.owed_paid(v_entry);
+    end if;
     return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('lot_id', v_lot_id);
   end if;
   select l.id into v_lot_id from creditgate.credit_lots as l where l.source_entry_id = v_entry.id;
-  return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('lot_id', v_lot_id);
+  return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('lot_id', v_lot_id)
+    || creditgate_private.owed_paid(v_entry);
 end
 $$;
 comment on function creditgate_private.grant_credits(uuid, bigint, text, text, text, timestamptz, integer, text, jsonb, text, timestamptz) is
@@ -3348,7 +3891,8 @@ begin
   perform creditgate_private.lock_balance(p_user_id);
   v_entry := creditgate_private.find_entry(p_key, v_hash);
   if v_entry.id is not null then
-    return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('refunded', v_entry.amount);
+    return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('refunded', v_entry.amount)
+      || creditgate_private.owed_paid(v_entry);
   end if;
 
   select l.* into v_charge from creditgate.ledger as l where l.idempotency_key = p_charge_key;
@@ -3414,11 +3958,169 @@ begin
   if v_returned <> v_amount then
     raise exception 'refund % of charge % returned % to lots', v_amount, p_charge_key, v_returned;
   end if;
+  -- A refund of work charged before a clawback pays what is owed first: credits that work
+  -- held when the dispute came never come back spendable.
+  if creditgate_private.collect_owed(p_user_id, v_entry.id, v_amount, now()) > 0 then
+    return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('refunded', v_amount)
+      || creditgate_private.owed_paid(v_entry);
+  end if;
   return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('refunded', v_amount);
 end
 $$;
 comment on function creditgate_private.refund_credits(uuid, text, bigint, text, text, jsonb) is
 'Refunds up to what charge p_charge_key still holds, once per key, back into its lots.';
+
+create or replace function creditgate_private.collect_owed(
+  p_user_id uuid,
+  p_source_id bigint,
+  p_amount bigint,
+  p_now timestamptz
+) returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_owed bigint;
+  v_left bigint;
+  v_open record;
+  v_take bigint;
+  v_entry creditgate.ledger;
+  v_paid bigint := 0;
+begin
+  -- Called by every primitive that credits the user (grants, purchases, refunds, a won
+  -- dispute's return), after its entry is posted, with the balance lock held. While the
+  -- user owes credits nothing else is spendable (a clawback took all of it, and each
+  -- collection takes all that arrived or all that is owed), so what is spendable now is
+  -- what just arrived: it pays the oldest open shortfalls first, one clawback entry per
+  -- dispute, each tied to it by its key and metadata.
+  select b.owed into v_owed from creditgate.balances as b where b.user_id = p_user_id;
+  if coalesce(v_owed, 0) = 0 then
+    return 0;
+  end if;
+  v_left := least(v_owed, p_amount, creditgate_private.available_credits(p_user_id, p_now));
+  for v_open in
+    select c.idempotency_key, c.requested - c.taken - c.collected - c.cancelled as open
+    from creditgate_private.clawbacks as c
+    where c.user_id = p_user_id
+      and c.collected + c.cancelled < c.requested - c.taken
+    order by c.created_at, c.idempotency_key
+    for update
+  loop
+    exit when v_left <= 0;
+    v_take := least(v_left, v_open.open);
+    v_entry := creditgate_private.post_entry(
+      p_user_id, 'clawback', v_take,
+      'owed:' || p_source_id::text || ':' || v_open.idempotency_key,
+      md5(jsonb_build_array('owed', p_user_id, p_source_id, v_open.idempotency_key, v_take)::text),
+      null, null, 'owed after a clawback',
+      jsonb_build_object('clawback_key', v_open.idempotency_key, 'paid_from_entry_id', p_source_id)
+    );
+    perform creditgate_private.move_lots(v_entry.id, p_user_id, v_take, p_now, true);
+    update creditgate_private.clawbacks as c
+    set collected = c.collected + v_take
+    where c.idempotency_key = v_open.idempotency_key;
+    v_left := v_left - v_take;
+    v_paid := v_paid + v_take;
+  end loop;
+  if v_paid > 0 then
+    update creditgate.balances as b set owed = b.owed - v_paid where b.user_id = p_user_id;
+  end if;
+  return v_paid;
+end
+$$;
+comment on function creditgate_private.collect_owed(uuid, bigint, bigint, timestamptz) is
+'Pays what the user owes after clawbacks from credits that just arrived (entry p_source_id), oldest shortfall first.';
+
+create or replace function creditgate_private.owed_paid(p_entry creditgate.ledger)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_paid bigint;
+  v_balance bigint;
+begin
+  -- Collections are posted in the credit's own transaction, so they share its created_at
+  -- (the ledger's per-user index finds them). Nothing collected: no keys added, so results
+  -- stay as they were before owed credits existed.
+  select sum(l.amount), (array_agg(l.balance_after order by l.id desc))[1]
+  into v_paid, v_balance
+  from creditgate.ledger as l
+  where l.user_id = p_entry.user_id
+    and l.created_at = p_entry.created_at
+    and l.id > p_entry.id
+    and l.entry_type = 'clawback'
+    and l.metadata ->> 'paid_from_entry_id' = p_entry.id::text;
+  if v_paid is null then
+    return '{}'::jsonb;
+  end if;
+  return jsonb_build_object('owed_paid', v_paid, 'balance', v_balance);
+end
+$$;
+comment on function creditgate_private.owed_paid(creditgate.ledger) is
+'What collect_owed took after a credit entry and the balance it left ({} if nothing): part of the entry''s result, replays too.';
+
+create or replace function creditgate_private.take_clawback(
+  p_user_id uuid,
+  p_key text,
+  p_hash text,
+  p_amount bigint,
+  p_reason text,
+  p_metadata jsonb,
+  p_kind text default 'clawback',
+  p_payment_id text default null,
+  p_payment_amount bigint default null,
+  p_amount_refunded bigint default null,
+  p_payment_credits bigint default null,
+  p_now timestamptz default now()
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_taken bigint := 0;
+  v_entry creditgate.ledger;
+  v_balance bigint;
+begin
+  -- The caller holds the balance lock and the key's lock and found no clawback under the
+  -- key. Takes what is spendable now (paid lots first); the rest is owed.
+  if p_amount > 0 then
+    v_taken := least(p_amount, creditgate_private.available_credits(p_user_id, p_now));
+  end if;
+  if v_taken > 0 then
+    v_entry := creditgate_private.post_entry(
+      p_user_id, 'clawback', v_taken, p_key, p_hash, null, null, p_reason, p_metadata
+    );
+    perform creditgate_private.move_lots(v_entry.id, p_user_id, v_taken, p_now, true);
+  end if;
+  insert into creditgate_private.clawbacks (
+    idempotency_key, user_id, requested, taken, ledger_id, reason, kind, payment_id,
+    payment_amount, amount_refunded, payment_credits
+  ) values (
+    p_key, p_user_id, p_amount, v_taken, v_entry.id, p_reason, p_kind, p_payment_id,
+    p_payment_amount, p_amount_refunded, p_payment_credits
+  )
+  on conflict (idempotency_key) do nothing;
+  if not found then
+    -- Unreachable while the caller holds the key's lock (kept so a clawback can never be
+    -- recorded twice). Nothing of this call survives the error.
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+    );
+  end if;
+  update creditgate.balances as b
+  set owed = b.owed + (p_amount - v_taken)
+  where b.user_id = p_user_id
+  returning b.balance into v_balance;
+  return jsonb_build_object(
+    'requested', p_amount, 'taken', v_taken, 'shortfall', p_amount - v_taken,
+    'entry_id', v_entry.id, 'balance', v_balance, 'replayed', false
+  );
+end
+$$;
+comment on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, bigint, timestamptz) is
+'Takes back up to p_amount of what is spendable (paid first), records the clawback and adds the rest to what is owed.';
 
 revoke all on function creditgate_private.require_user() from public, anon, authenticated;
 revoke all on function creditgate_private.require_admin() from public, anon, authenticated;
@@ -3432,12 +4134,46 @@ revoke all on function creditgate_private.entry_json(creditgate.ledger, boolean)
 revoke all on function creditgate_private.grant_credits(uuid, bigint, text, text, text, timestamptz, integer, text, jsonb, text, timestamptz) from public, anon, authenticated;
 revoke all on function creditgate_private.spend_credits(uuid, bigint, text, uuid, text, jsonb, timestamptz) from public, anon, authenticated;
 revoke all on function creditgate_private.refund_credits(uuid, text, bigint, text, text, jsonb) from public, anon, authenticated;
+revoke all on function creditgate_private.collect_owed(uuid, bigint, bigint, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.owed_paid(creditgate.ledger) from public, anon, authenticated;
+revoke all on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, bigint, timestamptz) from public, anon, authenticated;
 
 -- ===== db/functions/ledger/signup.sql =====
 -- creditgate_private.tg_users__after_insert(): AFTER INSERT on auth.users.
--- Creates the balance row and grants the signup bonus (setting signup_bonus, default 1000,
--- key signup:<user_id>, promotional). Runs as the definer because Supabase inserts users
--- as supabase_auth_admin, which has no rights on creditgate tables.
+--   Creates the balance row. A permanent user gets the signup bonus (setting signup_bonus,
+--   default 1000, key signup:<user_id>, promotional). An anonymous sign-in
+--   (auth.users.is_anonymous) gets setting anonymous_signup_bonus instead (default 0, key
+--   signup:anonymous:<user_id>): anonymous users cost nothing to mint, so a bonus for each
+--   would be credits for the asking.
+-- creditgate_private.tg_users__after_update(): AFTER UPDATE OF is_anonymous on auth.users,
+--   only when it goes true -> false (the user linked an email, phone or identity). Grants
+--   the signup bonus then, once: a user who already holds signup:<user_id> gets nothing.
+--   Never fails GoTrue's update because of a bonus already granted.
+-- Both run as the definer: GoTrue writes auth.users as supabase_auth_admin, which has no
+-- rights on creditgate tables.
+
+create or replace function creditgate_private.grant_signup_bonus(
+  p_user_id uuid,
+  p_setting text,
+  p_key text
+) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_bonus bigint := coalesce((creditgate_private.setting(p_setting))::bigint, 0);
+  v_days numeric := (creditgate_private.setting('signup_bonus_expires_days') #>> '{}')::numeric;
+begin
+  if v_bonus > 0 then
+    perform creditgate_private.grant_credits(
+      p_user_id, v_bonus, 'signup_bonus', p_key, 'promotional',
+      now() + make_interval(days => v_days::integer), 50, 'signup bonus'
+    );
+  end if;
+end
+$$;
+comment on function creditgate_private.grant_signup_bonus(uuid, text, text) is
+'Grants the bonus named by a setting (signup_bonus or anonymous_signup_bonus) under p_key, if above 0.';
 
 create or replace function creditgate_private.tg_users__after_insert()
 returns trigger
@@ -3445,41 +4181,95 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-  v_bonus bigint := coalesce((creditgate_private.setting('signup_bonus'))::bigint, 0);
-  v_days numeric := (creditgate_private.setting('signup_bonus_expires_days') #>> '{}')::numeric;
 begin
   insert into creditgate.balances (user_id) values (new.id) on conflict (user_id) do nothing;
-  if v_bonus > 0 then
-    perform creditgate_private.grant_credits(
-      new.id, v_bonus, 'signup_bonus', 'signup:' || new.id::text, 'promotional',
-      now() + make_interval(days => v_days::integer), 50, 'signup bonus'
+  if new.is_anonymous then
+    perform creditgate_private.grant_signup_bonus(
+      new.id, 'anonymous_signup_bonus', 'signup:anonymous:' || new.id::text
     );
+  else
+    perform creditgate_private.grant_signup_bonus(new.id, 'signup_bonus', 'signup:' || new.id::text);
   end if;
   return null;
 end
 $$;
 comment on function creditgate_private.tg_users__after_insert() is
-'New auth user: balance row plus the signup bonus, exactly once per user.';
+'New auth user: balance row plus the signup bonus (the anonymous bonus for anonymous sign-ins), once per user.';
+
+create or replace function creditgate_private.tg_users__after_update()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  -- The user's balance lock first (created if missing: a user from before creditgate),
+  -- then the key's: concurrent conversions of one user take turns, and the later one finds
+  -- the bonus posted. A bonus already posted is never re-applied, even if the setting
+  -- changed since (grant_credits would refuse that replay with PT409 and fail the update).
+  perform creditgate_private.lock_balance(new.id, true);
+  perform pg_catalog.pg_advisory_xact_lock(1667720057, pg_catalog.hashtext('signup:' || new.id::text));
+  if not exists (
+    select 1 from creditgate.ledger as l where l.idempotency_key = 'signup:' || new.id::text
+  ) then
+    perform creditgate_private.grant_signup_bonus(new.id, 'signup_bonus', 'signup:' || new.id::text);
+  end if;
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_users__after_update() is
+'An anonymous user became permanent: the signup bonus, once (key signup:<user_id>).';
+
+revoke all on function creditgate_private.grant_signup_bonus(uuid, text, text) from public, anon, authenticated;
 revoke all on function creditgate_private.tg_users__after_insert() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_users__after_update() from public, anon, authenticated;
 
 create or replace trigger creditgate_on_auth_user_created
 after insert on auth.users
 for each row execute function creditgate_private.tg_users__after_insert();
 
+create or replace trigger creditgate_on_auth_user_made_permanent
+after update of is_anonymous on auth.users
+for each row
+when (old.is_anonymous and not new.is_anonymous)
+execute function creditgate_private.tg_users__after_update();
+
 -- ===== db/functions/ledger/stripe.sql =====
--- creditgate.service_apply_checkout(event_id, user_id, price_id, quantity) -> jsonb   service_role
---   Credits for a paid Stripe checkout; amount from creditgate.credit_packs; key stripe:<event_id>.
--- creditgate.service_clawback(event_id, user_id, amount, reason) -> jsonb              service_role
---   Stripe refund or dispute: takes back up to what is spendable (paid lots first) and
---   records the shortfall in creditgate_private.clawbacks.
+-- creditgate.service_apply_checkout(event_id, user_id, price_id, quantity, amount_total,
+--   currency, session_id, amount_tax) -> jsonb                                      service_role
+--   Credits for a paid Stripe checkout; amount from creditgate.credit_packs. Granted only
+--   when amount_total - amount_tax and currency equal the pack's price times quantity;
+--   otherwise held (creditgate_private.checkout_holds, reported by audit()) and nothing is
+--   granted. Key stripe:checkout:<session_id> (one grant per Checkout Session, whichever
+--   event brings it), or stripe:<event_id> without a session.
+-- creditgate.service_clawback(event_id, user_id, amount, reason) -> jsonb          service_role
+--   A clawback keyed stripe:<event_id>: takes back up to what is spendable (paid lots first);
+--   the rest is owed, paid first from any credit that reaches the user later.
+-- creditgate.service_stripe_refund(refund_id, user_id, payment_id, credits, payment_amount,
+--   amount_refunded, reason) -> jsonb                                               service_role
+--   A (partial) refund of a Stripe payment that bought `credits`: claws back
+--   floor(credits * amount_refunded / payment_amount) for the payment in total, less what
+--   earlier refunds and an open dispute of it asked for. Key stripe:refund:<refund_id>.
+-- creditgate.service_stripe_dispute(dispute_id, user_id, payment_id, credits, reason) -> jsonb
+--   A dispute of a payment: claws back its credits less what refunds of it already asked
+--   for. Key stripe:dispute:<dispute_id>.                                           service_role
+-- creditgate.service_stripe_dispute_won(dispute_id, user_id, payment_id, reason) -> jsonb
+--   The merchant won: returns what the dispute's clawback took (and collected since) to
+--   the lots it came from and cancels what is still owed, once. Key
+--   stripe:dispute-won:<dispute_id>. Won before the dispute was seen: the dispute is
+--   recorded as won with nothing taken, and its late arrival replays that.  service_role
 -- Errors: PT400 invalid_request, PT404 not_found (unknown price or user), PT409 idempotency_key_reused.
 
+drop function if exists creditgate.service_apply_checkout(text, uuid, text, integer);
 create or replace function creditgate.service_apply_checkout(
   event_id text,
   user_id uuid,
   price_id text,
-  quantity integer default 1
+  quantity integer default 1,
+  amount_total bigint default null,
+  currency text default null,
+  session_id text default null,
+  amount_tax bigint default 0
 ) returns jsonb
 language plpgsql
 security definer
@@ -3489,11 +4279,25 @@ declare
   v_pack creditgate.credit_packs;
   v_key text;
   v_hash text;
+  v_entry creditgate.ledger;
+  v_reason text;
   v_result jsonb;
 begin
   perform creditgate_private.check_key(service_apply_checkout.event_id, 'event_id');
   if service_apply_checkout.quantity is null or service_apply_checkout.quantity not between 1 and 1000 then
     perform creditgate_private.invalid('quantity', 'between 1 and 1000');
+  end if;
+  if service_apply_checkout.amount_total is null or service_apply_checkout.amount_total < 0 then
+    perform creditgate_private.invalid('amount_total', 'the amount paid, in the currency''s smallest unit');
+  end if;
+  if service_apply_checkout.currency is null or service_apply_checkout.currency !~ '^[A-Za-z]{3}$' then
+    perform creditgate_private.invalid('currency', 'an ISO 4217 code');
+  end if;
+  if service_apply_checkout.amount_tax is not null and service_apply_checkout.amount_tax < 0 then
+    perform creditgate_private.invalid('amount_tax', 'zero or more');
+  end if;
+  if service_apply_checkout.session_id is not null then
+    perform creditgate_private.check_key(service_apply_checkout.session_id, 'session_id');
   end if;
   select p.* into v_pack
   from creditgate.credit_packs as p
@@ -3503,13 +4307,49 @@ begin
       'not_found', jsonb_build_object('object', 'credit_pack', 'price_id', service_apply_checkout.price_id)
     );
   end if;
-  v_key := 'stripe:' || service_apply_checkout.event_id;
-  -- The request is the event itself; the lot's expiry is derived from the pack at first
+  -- One grant per Checkout Session: checkout.session.completed and
+  -- checkout.session.async_payment_succeeded of one session are two events for one payment.
+  v_key := 'stripe:' || coalesce('checkout:' || service_apply_checkout.session_id, service_apply_checkout.event_id);
+  -- The request is the purchase itself; the lot's expiry is derived from the pack at first
   -- delivery, so a retry hours later still matches.
   v_hash := md5(jsonb_build_array(
     'checkout', service_apply_checkout.user_id, service_apply_checkout.price_id,
     service_apply_checkout.quantity
   )::text);
+
+  perform creditgate_private.lock_balance(service_apply_checkout.user_id, true);
+  v_entry := creditgate_private.find_entry(v_key, v_hash);
+  if v_entry.id is null then
+    -- What was paid must be what the pack costs: a session created with another amount or
+    -- currency (or a discount) buys nothing automatically; an operator decides.
+    if lower(service_apply_checkout.currency) <> lower(v_pack.currency) then
+      v_reason := 'currency_mismatch';
+    elsif service_apply_checkout.amount_total - coalesce(service_apply_checkout.amount_tax, 0)
+          <> v_pack.price_cents::bigint * service_apply_checkout.quantity then
+      v_reason := 'amount_mismatch';
+    end if;
+    if v_reason is not null then
+      insert into creditgate_private.checkout_holds (
+        idempotency_key, event_id, session_id, user_id, price_id, quantity, expected_amount,
+        expected_currency, amount_total, amount_tax, currency, reason
+      ) values (
+        v_key, service_apply_checkout.event_id, service_apply_checkout.session_id,
+        service_apply_checkout.user_id, service_apply_checkout.price_id,
+        service_apply_checkout.quantity, v_pack.price_cents::bigint * service_apply_checkout.quantity,
+        lower(v_pack.currency), service_apply_checkout.amount_total,
+        service_apply_checkout.amount_tax, lower(service_apply_checkout.currency), v_reason
+      )
+      on conflict (idempotency_key) do nothing;
+      return jsonb_build_object(
+        'held', true, 'reason', v_reason, 'pack_id', v_pack.id, 'credits', 0,
+        'expected_amount', v_pack.price_cents::bigint * service_apply_checkout.quantity,
+        'expected_currency', lower(v_pack.currency),
+        'amount', service_apply_checkout.amount_total - coalesce(service_apply_checkout.amount_tax, 0),
+        'currency', lower(service_apply_checkout.currency),
+        'replayed', not found
+      );
+    end if;
+  end if;
   v_result := creditgate_private.grant_credits(
     service_apply_checkout.user_id,
     v_pack.credits * service_apply_checkout.quantity,
@@ -3522,16 +4362,19 @@ begin
     jsonb_build_object(
       'event_id', service_apply_checkout.event_id, 'price_id', service_apply_checkout.price_id,
       'pack_id', v_pack.id, 'quantity', service_apply_checkout.quantity
-    ),
+    ) || case
+      when service_apply_checkout.session_id is null then '{}'::jsonb
+      else jsonb_build_object('session_id', service_apply_checkout.session_id)
+    end,
     v_hash
   );
   return v_result || jsonb_build_object('pack_id', v_pack.id, 'credits', v_result -> 'amount');
 end
 $$;
-comment on function creditgate.service_apply_checkout(text, uuid, text, integer) is
-'Applies a paid Stripe checkout once per event: credits come from credit_packs, never the client.';
-revoke all on function creditgate.service_apply_checkout(text, uuid, text, integer) from public, anon, authenticated;
-grant execute on function creditgate.service_apply_checkout(text, uuid, text, integer) to service_role;
+comment on function creditgate.service_apply_checkout(text, uuid, text, integer, bigint, text, text, bigint) is
+'Applies a paid Stripe checkout once per session, only if it paid the pack''s price: credits come from credit_packs, never the client.';
+revoke all on function creditgate.service_apply_checkout(text, uuid, text, integer, bigint, text, text, bigint) from public, anon, authenticated;
+grant execute on function creditgate.service_apply_checkout(text, uuid, text, integer, bigint, text, text, bigint) to service_role;
 
 create or replace function creditgate.service_clawback(
   event_id text,
@@ -3547,7 +4390,6 @@ declare
   v_key text;
   v_hash text;
   v_prior creditgate_private.clawbacks;
-  v_taken bigint;
   v_entry creditgate.ledger;
   v_balance bigint;
 begin
@@ -3578,38 +4420,383 @@ begin
       'replayed', true
     );
   end if;
-
-  v_taken := least(service_clawback.amount, creditgate_private.available_credits(service_clawback.user_id, now()));
-  if v_taken > 0 then
-    v_entry := creditgate_private.post_entry(
-      service_clawback.user_id, 'clawback', v_taken, v_key, v_hash, null, null,
-      service_clawback.reason,
-      jsonb_build_object('event_id', service_clawback.event_id, 'requested', service_clawback.amount)
-    );
-    perform creditgate_private.move_lots(v_entry.id, service_clawback.user_id, v_taken, now(), true);
-    v_balance := v_entry.balance_after;
-  end if;
-  insert into creditgate_private.clawbacks (idempotency_key, user_id, requested, taken, ledger_id, reason)
-  values (v_key, service_clawback.user_id, service_clawback.amount, v_taken, v_entry.id, service_clawback.reason)
-  on conflict (idempotency_key) do nothing;
-  if not found then
-    -- Unreachable while the key lock above holds the event (kept so a clawback can never
-    -- be recorded twice). Nothing of this call survives the error.
-    perform creditgate_private.raise_error(
-      'idempotency_key_reused', jsonb_build_object('idempotency_key', v_key)
-    );
-  end if;
-  return jsonb_build_object(
-    'requested', service_clawback.amount, 'taken', v_taken,
-    'shortfall', service_clawback.amount - v_taken, 'entry_id', v_entry.id,
-    'balance', v_balance, 'replayed', false
+  return creditgate_private.take_clawback(
+    service_clawback.user_id, v_key, v_hash, service_clawback.amount, service_clawback.reason,
+    jsonb_build_object('event_id', service_clawback.event_id, 'requested', service_clawback.amount)
   );
 end
 $$;
 comment on function creditgate.service_clawback(text, uuid, bigint, text) is
-'Takes back credits after a Stripe refund or dispute, at most what is spendable; records any shortfall.';
+'Takes back credits after a Stripe refund or dispute, at most what is spendable; the rest is owed.';
 revoke all on function creditgate.service_clawback(text, uuid, bigint, text) from public, anon, authenticated;
 grant execute on function creditgate.service_clawback(text, uuid, bigint, text) to service_role;
+
+create or replace function creditgate_private.payment_clawback_replay(
+  p_key text,
+  p_user_id uuid,
+  p_payment_id text,
+  p_balance bigint
+) returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_prior creditgate_private.clawbacks;
+begin
+  -- The clawback already recorded under p_key (same user and payment: its original figures,
+  -- replayed; otherwise PT409), or null.
+  select c.* into v_prior from creditgate_private.clawbacks as c where c.idempotency_key = p_key;
+  if v_prior.idempotency_key is null then
+    return null;
+  end if;
+  if v_prior.user_id <> p_user_id or v_prior.payment_id is distinct from p_payment_id then
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+    );
+  end if;
+  return jsonb_build_object(
+    'requested', v_prior.requested, 'taken', v_prior.taken, 'shortfall', v_prior.shortfall,
+    'entry_id', v_prior.ledger_id, 'balance', p_balance, 'replayed', true
+  );
+end
+$$;
+comment on function creditgate_private.payment_clawback_replay(text, uuid, text, bigint) is
+'Replay of a refund or dispute clawback already recorded under the key; PT409 if it was for another user or payment.';
+revoke all on function creditgate_private.payment_clawback_replay(text, uuid, text, bigint) from public, anon, authenticated;
+
+create or replace function creditgate_private.payment_claimed(p_user_id uuid, p_payment_id text)
+returns table (refunds bigint, disputes bigint, money_refunded bigint)
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  -- What the payment's clawbacks already asked for: its refunds (for good), its disputes
+  -- not won (a won dispute gave back what it took), and the most money reported refunded.
+  return query
+  select
+    coalesce(sum(c.requested) filter (where c.kind = 'refund'), 0)::bigint,
+    coalesce(sum(c.requested) filter (where c.kind = 'dispute' and c.resolution is null), 0)::bigint,
+    coalesce(max(c.amount_refunded), 0)::bigint
+  from creditgate_private.clawbacks as c
+  where c.payment_id = p_payment_id and c.user_id = p_user_id;
+end
+$$;
+comment on function creditgate_private.payment_claimed(uuid, text) is
+'Credits already asked back for a Stripe payment by refunds and open disputes, and the most money refunded.';
+revoke all on function creditgate_private.payment_claimed(uuid, text) from public, anon, authenticated;
+
+create or replace function creditgate.service_stripe_refund(
+  refund_id text,
+  user_id uuid,
+  payment_id text,
+  credits bigint,
+  payment_amount bigint,
+  amount_refunded bigint,
+  reason text default 'stripe refund'
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_key text;
+  v_hash text;
+  v_balance bigint;
+  v_replay jsonb;
+  v_claimed record;
+  v_money bigint;
+  v_target bigint;
+  v_request bigint;
+begin
+  perform creditgate_private.check_key(service_stripe_refund.refund_id, 'refund_id');
+  perform creditgate_private.check_key(service_stripe_refund.payment_id, 'payment_id');
+  if service_stripe_refund.credits is null or service_stripe_refund.credits <= 0 then
+    perform creditgate_private.invalid('credits', 'must be a positive integer');
+  end if;
+  if service_stripe_refund.payment_amount is null or service_stripe_refund.payment_amount <= 0 then
+    perform creditgate_private.invalid('payment_amount', 'must be a positive integer');
+  end if;
+  if service_stripe_refund.amount_refunded is null or service_stripe_refund.amount_refunded < 0 then
+    perform creditgate_private.invalid('amount_refunded', 'zero or more');
+  end if;
+  v_key := 'stripe:refund:' || service_stripe_refund.refund_id;
+  -- The refund, not the event that reported it: a later event lists the same refund with a
+  -- larger amount refunded in total, and must replay it.
+  v_hash := md5(jsonb_build_array(
+    'stripe_refund', service_stripe_refund.user_id, service_stripe_refund.payment_id,
+    service_stripe_refund.credits, service_stripe_refund.payment_amount
+  )::text);
+
+  v_balance := creditgate_private.lock_balance(service_stripe_refund.user_id);
+  perform creditgate_private.find_entry(v_key, v_hash);
+  v_replay := creditgate_private.payment_clawback_replay(
+    v_key, service_stripe_refund.user_id, service_stripe_refund.payment_id, v_balance
+  );
+  if v_replay is not null then
+    return v_replay;
+  end if;
+  -- Every clawback of one payment is the same user's, so the balance lock above serializes
+  -- them: the figures below are current. In proportion to the money refunded so far,
+  -- rounded down once for the total (so refunds of 1/3 + 1/3 + 1/3 take the whole pack),
+  -- never more than the pack, less what was asked already (an open dispute asked for it all).
+  select * into v_claimed
+  from creditgate_private.payment_claimed(service_stripe_refund.user_id, service_stripe_refund.payment_id);
+  v_money := least(
+    greatest(service_stripe_refund.amount_refunded, v_claimed.money_refunded),
+    service_stripe_refund.payment_amount
+  );
+  v_target := floor(
+    service_stripe_refund.credits::numeric * v_money / service_stripe_refund.payment_amount
+  )::bigint;
+  v_request := greatest(0, v_target - v_claimed.refunds - v_claimed.disputes);
+  return creditgate_private.take_clawback(
+    service_stripe_refund.user_id, v_key, v_hash, v_request, service_stripe_refund.reason,
+    jsonb_build_object(
+      'refund_id', service_stripe_refund.refund_id, 'payment_id', service_stripe_refund.payment_id,
+      'requested', v_request
+    ),
+    'refund', service_stripe_refund.payment_id, service_stripe_refund.payment_amount, v_money,
+    service_stripe_refund.credits
+  );
+end
+$$;
+comment on function creditgate.service_stripe_refund(text, uuid, text, bigint, bigint, bigint, text) is
+'Claws back a Stripe refund''s share of the credits a payment bought (rounded down, never past the pack), once per refund id.';
+revoke all on function creditgate.service_stripe_refund(text, uuid, text, bigint, bigint, bigint, text) from public, anon, authenticated;
+grant execute on function creditgate.service_stripe_refund(text, uuid, text, bigint, bigint, bigint, text) to service_role;
+
+create or replace function creditgate.service_stripe_dispute(
+  dispute_id text,
+  user_id uuid,
+  payment_id text,
+  credits bigint,
+  reason text default 'stripe dispute'
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_key text;
+  v_hash text;
+  v_balance bigint;
+  v_replay jsonb;
+  v_claimed record;
+  v_request bigint;
+begin
+  perform creditgate_private.check_key(service_stripe_dispute.dispute_id, 'dispute_id');
+  perform creditgate_private.check_key(service_stripe_dispute.payment_id, 'payment_id');
+  if service_stripe_dispute.credits is null or service_stripe_dispute.credits <= 0 then
+    perform creditgate_private.invalid('credits', 'must be a positive integer');
+  end if;
+  v_key := 'stripe:dispute:' || service_stripe_dispute.dispute_id;
+  v_hash := md5(jsonb_build_array(
+    'stripe_dispute', service_stripe_dispute.user_id, service_stripe_dispute.payment_id
+  )::text);
+
+  v_balance := creditgate_private.lock_balance(service_stripe_dispute.user_id);
+  perform creditgate_private.find_entry(v_key, v_hash);
+  v_replay := creditgate_private.payment_clawback_replay(
+    v_key, service_stripe_dispute.user_id, service_stripe_dispute.payment_id, v_balance
+  );
+  if v_replay is not null then
+    return v_replay;
+  end if;
+  -- What refunds of this payment (and any other open dispute of it) already asked for is
+  -- not asked again: a refund and a dispute of one charge never take the credits twice.
+  select * into v_claimed
+  from creditgate_private.payment_claimed(service_stripe_dispute.user_id, service_stripe_dispute.payment_id);
+  v_request := greatest(0, service_stripe_dispute.credits - v_claimed.refunds - v_claimed.disputes);
+  return creditgate_private.take_clawback(
+    service_stripe_dispute.user_id, v_key, v_hash, v_request, service_stripe_dispute.reason,
+    jsonb_build_object(
+      'dispute_id', service_stripe_dispute.dispute_id, 'payment_id', service_stripe_dispute.payment_id,
+      'requested', v_request
+    ),
+    'dispute', service_stripe_dispute.payment_id
+  );
+end
+$$;
+comment on function creditgate.service_stripe_dispute(text, uuid, text, bigint, text) is
+'Claws back the credits a disputed Stripe payment bought, less what its refunds took; the rest is owed. Once per dispute.';
+revoke all on function creditgate.service_stripe_dispute(text, uuid, text, bigint, text) from public, anon, authenticated;
+grant execute on function creditgate.service_stripe_dispute(text, uuid, text, bigint, text) to service_role;
+
+create or replace function creditgate.service_stripe_dispute_won(
+  dispute_id text,
+  user_id uuid,
+  payment_id text,
+  reason text default 'stripe dispute won'
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_key text;
+  v_return_key text;
+  v_hash text;
+  v_claw creditgate_private.clawbacks;
+  v_open bigint;
+  v_returned bigint;
+  v_given bigint;
+  v_entry creditgate.ledger;
+  v_balance bigint;
+  v_credits bigint;
+  v_payment_amount bigint;
+  v_money bigint;
+  v_refunds bigint;
+  v_due bigint;
+begin
+  perform creditgate_private.check_key(service_stripe_dispute_won.dispute_id, 'dispute_id');
+  perform creditgate_private.check_key(service_stripe_dispute_won.payment_id, 'payment_id');
+  v_key := 'stripe:dispute:' || service_stripe_dispute_won.dispute_id;
+  v_return_key := 'stripe:dispute-won:' || service_stripe_dispute_won.dispute_id;
+  v_hash := md5(jsonb_build_array(
+    'stripe_dispute_won', service_stripe_dispute_won.user_id, service_stripe_dispute_won.payment_id
+  )::text);
+
+  v_balance := creditgate_private.lock_balance(service_stripe_dispute_won.user_id);
+  -- The dispute's own key first (as service_stripe_dispute takes it), then the return's.
+  perform creditgate_private.find_entry(
+    v_key,
+    md5(jsonb_build_array(
+      'stripe_dispute', service_stripe_dispute_won.user_id, service_stripe_dispute_won.payment_id
+    )::text)
+  );
+  v_entry := creditgate_private.find_entry(v_return_key, v_hash);
+  select c.* into v_claw
+  from creditgate_private.clawbacks as c
+  where c.idempotency_key = v_key
+  for update;
+  if v_claw.idempotency_key is null then
+    -- Won before the dispute itself arrived (events come in any order): record the dispute
+    -- as won with nothing taken, so its late delivery replays that and takes nothing.
+    insert into creditgate_private.clawbacks (
+      idempotency_key, user_id, requested, taken, reason, kind, payment_id, resolution, resolved_at
+    ) values (
+      v_key, service_stripe_dispute_won.user_id, 0, 0, service_stripe_dispute_won.reason,
+      'dispute', service_stripe_dispute_won.payment_id, 'won', now()
+    );
+    return jsonb_build_object(
+      'returned', 0, 'cancelled', 0, 'entry_id', null, 'balance', v_balance, 'replayed', false
+    );
+  end if;
+  if v_claw.user_id <> service_stripe_dispute_won.user_id
+     or v_claw.payment_id is distinct from service_stripe_dispute_won.payment_id
+     or v_claw.kind <> 'dispute' then
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', v_key)
+    );
+  end if;
+  if v_claw.resolution is not null then
+    -- The balance the win left: after the refunds' catch-up, else after collections for
+    -- other disputes, else after the return itself (nothing returned: the balance now).
+    return jsonb_build_object(
+      'returned', v_claw.returned, 'cancelled', v_claw.cancelled, 'entry_id', v_entry.id,
+      'balance', coalesce(
+        (select l.balance_after::bigint from creditgate.ledger as l
+         where l.idempotency_key = 'stripe:refund-after-won:' || service_stripe_dispute_won.dispute_id),
+        (creditgate_private.owed_paid(v_entry) ->> 'balance')::bigint,
+        v_entry.balance_after::bigint,
+        v_balance
+      ),
+      'replayed', true
+    );
+  end if;
+
+  -- Cancel what is still owed, return everything the dispute took: its clawback and the
+  -- collections made for it since, each to the lot it came from.
+  v_open := v_claw.requested - v_claw.taken - v_claw.collected - v_claw.cancelled;
+  v_returned := v_claw.taken + v_claw.collected;
+  update creditgate_private.clawbacks as c
+  set cancelled = c.cancelled + v_open, returned = v_returned, resolution = 'won', resolved_at = now()
+  where c.idempotency_key = v_key;
+  update creditgate.balances as b
+  set owed = b.owed - v_open
+  where b.user_id = service_stripe_dispute_won.user_id;
+  if v_returned > 0 then
+    v_entry := creditgate_private.post_entry(
+      service_stripe_dispute_won.user_id, 'purchase', v_returned, v_return_key, v_hash, null, null,
+      service_stripe_dispute_won.reason,
+      jsonb_build_object(
+        'dispute_id', service_stripe_dispute_won.dispute_id,
+        'payment_id', service_stripe_dispute_won.payment_id, 'clawback_key', v_key
+      )
+    );
+    with taken_per_lot as (
+      select m.lot_id, -sum(m.amount) as n
+      from creditgate_private.lot_movements as m
+      join creditgate.ledger as e on e.id = m.ledger_id
+      where e.user_id = service_stripe_dispute_won.user_id
+        and e.entry_type = 'clawback'
+        and (e.id = v_claw.ledger_id or e.metadata ->> 'clawback_key' = v_key)
+      group by m.lot_id
+    ),
+    updated as (
+      update creditgate.credit_lots as l
+      set remaining = l.remaining + t.n
+      from taken_per_lot as t
+      where l.id = t.lot_id
+      returning l.id, t.n
+    ),
+    recorded as (
+      insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
+      select v_entry.id, u.id, u.n from updated as u
+      returning amount
+    )
+    select coalesce(sum(r.amount), 0) into v_given from recorded as r;
+    if v_given <> v_returned then
+      raise exception 'dispute % returned % of % to lots', v_key, v_given, v_returned;
+    end if;
+    v_balance := v_entry.balance_after;
+    -- Returned credits are credits reaching the user: another dispute's debt comes first.
+    if creditgate_private.collect_owed(service_stripe_dispute_won.user_id, v_entry.id, v_returned, now()) > 0 then
+      v_balance := (creditgate_private.owed_paid(v_entry) ->> 'balance')::bigint;
+    end if;
+  end if;
+  -- Refunds of the payment that arrived while the dispute was open asked for nothing (the
+  -- dispute had asked for everything). Now that it no longer counts, they take their share.
+  select
+    max(c.payment_credits), max(c.payment_amount), max(c.amount_refunded),
+    coalesce(sum(c.requested), 0)
+  into v_credits, v_payment_amount, v_money, v_refunds
+  from creditgate_private.clawbacks as c
+  where c.payment_id = service_stripe_dispute_won.payment_id
+    and c.user_id = service_stripe_dispute_won.user_id
+    and c.kind = 'refund';
+  if v_payment_amount > 0 then
+    v_due := floor(v_credits::numeric * least(v_money, v_payment_amount) / v_payment_amount)::bigint
+      - v_refunds
+      - (select coalesce(sum(c.requested), 0) from creditgate_private.clawbacks as c
+         where c.payment_id = service_stripe_dispute_won.payment_id
+           and c.user_id = service_stripe_dispute_won.user_id
+           and c.kind = 'dispute' and c.resolution is null);
+    if v_due > 0 then
+      v_balance := (creditgate_private.take_clawback(
+        service_stripe_dispute_won.user_id,
+        'stripe:refund-after-won:' || service_stripe_dispute_won.dispute_id, v_hash, v_due,
+        'stripe refund',
+        jsonb_build_object(
+          'dispute_id', service_stripe_dispute_won.dispute_id,
+          'payment_id', service_stripe_dispute_won.payment_id, 'requested', v_due
+        ),
+        'refund', service_stripe_dispute_won.payment_id, v_payment_amount, v_money, v_credits
+      ) ->> 'balance')::bigint;
+    end if;
+  end if;
+  return jsonb_build_object(
+    'returned', v_returned, 'cancelled', v_open, 'entry_id', v_entry.id, 'balance', v_balance,
+    'replayed', false
+  );
+end
+$$;
+comment on function creditgate.service_stripe_dispute_won(text, uuid, text, text) is
+'A dispute the merchant won: returns what its clawback took and cancels what is still owed, exactly once.';
+revoke all on function creditgate.service_stripe_dispute_won(text, uuid, text, text) from public, anon, authenticated;
+grant execute on function creditgate.service_stripe_dispute_won(text, uuid, text, text) to service_role;
 
 -- ===== db/functions/ledger/triggers.sql =====
 -- Ledger guards.
@@ -3637,7 +4824,7 @@ begin
   new.delta := case
     when new.entry_type in ('signup_bonus', 'purchase', 'grant', 'admin_recharge', 'refund')
       then new.amount
-    when new.entry_type in ('spend', 'expire', 'clawback')
+    when new.entry_type in ('spend', 'expire', 'clawback', 'forfeit')
       then -new.amount
   end;
   if (new.entry_type = 'refund') <> (new.charge_key is not null) then
@@ -3855,6 +5042,8 @@ begin
       "description": "true switches off new generations (PT503 maintenance)"},
     "signup_bonus": {"value": 1000,
       "description": "credits granted to each new user (0 = none)"},
+    "anonymous_signup_bonus": {"value": 0,
+      "description": "credits granted to each new anonymous user (auth.users.is_anonymous); the signup bonus waits until the user becomes permanent"},
     "signup_bonus_expires_days": {"value": null,
       "description": "days until the signup bonus expires (null = never)"},
     "plan_daily_caps": {"value": {"free": 20000, "pro": 500000},
@@ -3868,7 +5057,9 @@ begin
     "lease_seconds": {"value": 120,
       "description": "default worker lease on a claimed generation"},
     "max_lease_seconds": {"value": 3600,
-      "description": "longest lease a worker may ask for"}
+      "description": "longest lease a worker may ask for"},
+    "client_ip_header": {"value": "cf-connecting-ip",
+      "description": "the one request header that holds the client address for per-IP rate limits: a header name (cf-connecting-ip: set by Supabase''s edge and by the bundled service) or x-forwarded-for:N (the Nth entry from the right, N = trusted proxies that append to it); see docs/security.md"}
   }'::jsonb;
 end
 $$;
@@ -3934,6 +5125,10 @@ begin
       if not creditgate_private.json_is_int(p_value, 0, 1000000000) then
         return 'must be an integer between 0 and 1000000000';
       end if;
+    when 'anonymous_signup_bonus' then
+      if not creditgate_private.json_is_int(p_value, 0, 1000000000) then
+        return 'must be an integer between 0 and 1000000000';
+      end if;
     when 'signup_bonus_expires_days' then
       if v_type <> 'null' and not creditgate_private.json_is_int(p_value, 1, 3650) then
         return 'must be null or an integer between 1 and 3650';
@@ -3971,6 +5166,10 @@ begin
       if not creditgate_private.json_is_int(p_value, 5, 86400) then
         return 'must be an integer between 5 and 86400';
       end if;
+    when 'client_ip_header' then
+      if v_type <> 'string' or (p_value #>> '{}') !~ '^[a-z0-9][a-z0-9-]{0,63}(:[1-9][0-9]?)?$' then
+        return 'must be a lower-case header name, optionally with :N (1-99) for the Nth comma-separated entry from the right';
+      end if;
     else
       return 'unknown setting';
   end case;
@@ -4005,6 +5204,16 @@ revoke all on function creditgate_private.setting_defaults() from public, anon, 
 revoke all on function creditgate_private.setting(text) from public, anon, authenticated;
 revoke all on function creditgate_private.setting_problem(text, jsonb) from public, anon, authenticated;
 revoke all on function creditgate_private.json_is_int(jsonb, numeric, numeric) from public, anon, authenticated;
+
+-- ===== db/policies/accounts.sql =====
+-- RLS and privileges for account deletion's private tables: RLS on with no policy, no
+-- grants (only creditgate's definer functions read or write them).
+
+alter table creditgate_private.deleted_users enable row level security;
+alter table creditgate_private.media_purges enable row level security;
+
+revoke all on table creditgate_private.deleted_users, creditgate_private.media_purges
+  from public, anon, authenticated, service_role;
 
 -- ===== db/policies/generation.sql =====
 -- RLS and privileges for the generation lifecycle tables.
@@ -4051,16 +5260,46 @@ drop policy if exists "Users can read their own media" on creditgate.media;
 create policy "Users can read their own media" on creditgate.media
   for select to authenticated using (user_id = (select auth.uid()));
 
--- Realtime: owners follow their generations' status (RLS applies to subscribers).
+-- Realtime: owners follow their generations' status (RLS applies to subscribers). The
+-- publication carries an explicit column list: only what the owner may read, so a column
+-- added later is not streamed until it is listed here. Where the publication exists
+-- without this list (Supabase creates it; an older creditgate added the whole table) the
+-- table is dropped from it and added back with the list. A FOR ALL TABLES publication
+-- cannot take a column list; every column of generations is owner-visible anyway.
 do $$
+declare
+  v_columns text[] := array[
+    'id', 'user_id', 'model_id', 'kind', 'status', 'params', 'cost', 'actual_cost',
+    'idempotency_key', 'attempts', 'max_attempts', 'output', 'error', 'created_at',
+    'started_at', 'finished_at', 'updated_at', 'prices'
+  ];
+  v_published text[];
+  v_listed boolean;
 begin
-  if exists (select 1 from pg_catalog.pg_publication where pubname = 'supabase_realtime')
-     and not exists (
-       select 1 from pg_catalog.pg_publication_tables
-       where pubname = 'supabase_realtime' and schemaname = 'creditgate' and tablename = 'generations'
-     ) then
-    alter publication supabase_realtime add table creditgate.generations;
+  if not exists (
+    select 1 from pg_catalog.pg_publication
+    where pubname = 'supabase_realtime' and not puballtables
+  ) then
+    return;
   end if;
+  -- prattrs is null when the table is published whole (no column list).
+  select pr.prattrs is not null,
+    (select array_agg(a.attname::text) from pg_catalog.pg_attribute as a
+     where a.attrelid = pr.prrelid and a.attnum = any(pr.prattrs::int2 []))
+  into v_listed, v_published
+  from pg_catalog.pg_publication_rel as pr
+  inner join pg_catalog.pg_publication as p on p.oid = pr.prpubid
+  where p.pubname = 'supabase_realtime' and pr.prrelid = 'creditgate.generations'::regclass;
+  if found then
+    if v_listed and v_published @> v_columns and v_published <@ v_columns then
+      return;
+    end if;
+    alter publication supabase_realtime drop table creditgate.generations;
+  end if;
+  execute format(
+    'alter publication supabase_realtime add table creditgate.generations (%s)',
+    (select string_agg(format('%I', c), ', ') from unnest(v_columns) as c)
+  );
 end
 $$;
 
@@ -4076,11 +5315,12 @@ alter table creditgate_private.lot_movements enable row level security;
 alter table creditgate_private.settings enable row level security;
 alter table creditgate_private.admins enable row level security;
 alter table creditgate_private.clawbacks enable row level security;
+alter table creditgate_private.checkout_holds enable row level security;
 
 revoke all on table creditgate.balances, creditgate.credit_lots, creditgate.ledger,
   creditgate.credit_packs from public, anon, authenticated, service_role;
 revoke all on table creditgate_private.lot_movements, creditgate_private.settings,
-  creditgate_private.admins, creditgate_private.clawbacks
+  creditgate_private.admins, creditgate_private.clawbacks, creditgate_private.checkout_holds
   from public, anon, authenticated, service_role;
 
 grant select on table creditgate.balances, creditgate.credit_lots, creditgate.ledger
@@ -4102,3 +5342,16 @@ create policy "Users can read their own ledger entries" on creditgate.ledger
 drop policy if exists "Anyone can read active credit packs" on creditgate.credit_packs;
 create policy "Anyone can read active credit packs" on creditgate.credit_packs
   for select to anon, authenticated using (active);
+
+-- ===== db/policies/private_internals.sql =====
+-- RLS and privileges for the server-only bookkeeping of generations and admin grants
+-- (0010): idempotency records, leases and settle results, who granted what. RLS on with
+-- no policy, no grants: only creditgate's definer functions read or write them.
+
+alter table creditgate_private.generation_requests enable row level security;
+alter table creditgate_private.generation_leases enable row level security;
+alter table creditgate_private.admin_grants enable row level security;
+
+revoke all on table creditgate_private.generation_requests, creditgate_private.generation_leases,
+  creditgate_private.admin_grants
+  from public, anon, authenticated, service_role;
