@@ -10,7 +10,7 @@
 --   outstanding). `outstanding` is every user's balance summed at the end of that day: the
 --   credits the operator still owes as service, i.e. the liability.
 -- creditgate.admin_find_user(query text) -> jsonb                              authenticated
---   {user: {id, email, created_at, is_admin}, balance: {balance, plan, available},
+--   {user: {id, email, created_at, is_admin}, balance: {balance, plan, available, owed},
 --    lots: [...], ledger: [... newest 50], generations: [... newest 20]} for a user id or an
 --   email (case-insensitive).
 -- creditgate.admin_list_models() -> jsonb [{id, kind, name, enabled}]          authenticated
@@ -194,11 +194,12 @@ begin
       select jsonb_build_object(
         'balance', b.balance,
         'plan', b.plan,
-        'available', creditgate_private.available_credits(b.user_id, now())
+        'available', creditgate_private.available_credits(b.user_id, now()),
+        'owed', b.owed
       )
       from creditgate.balances as b
       where b.user_id = v_user.id
-    ), jsonb_build_object('balance', 0, 'plan', 'free', 'available', 0)),
+    ), jsonb_build_object('balance', 0, 'plan', 'free', 'available', 0, 'owed', 0)),
     'lots', coalesce((
       select jsonb_agg(jsonb_build_object(
         'id', l.id, 'category', l.category, 'priority', l.priority, 'amount', l.amount,

@@ -2,7 +2,7 @@
 -- admin_get_settings, admin_run_audit. Admins only (checked inside); figures over a small
 -- known dataset.
 begin;
-select plan(30);
+select plan(31);
 
 select tests.worker_models();
 insert into creditgate.credit_packs (id, name, credits, price_cents, stripe_price_id)
@@ -93,6 +93,7 @@ select is((select f #>> '{user,id}' from found), :'u', 'find by email, case-inse
 select is(creditgate.admin_find_user(:'u') -> 'user', (select f -> 'user' from found), 'find by id');
 select is((select (f #>> '{balance,balance}')::bigint from found), 5860::bigint, 'the balance: 1000 bonus + 5000 pack - 100 - 40 charged');
 select is((select jsonb_array_length(f -> 'lots') from found), 2, 'lots: signup bonus and the pack');
+select is((select f #> '{balance,owed}' from found), '0'::jsonb, 'nothing owed');
 select is(
   (select array_agg(e ->> 'entry_type' order by (e ->> 'id')::bigint) from found, jsonb_array_elements(f -> 'ledger') as e),
   array['signup_bonus', 'spend', 'purchase', 'spend'],
