@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from creditgate import localdb, migrate, supabase_gen
+from creditgate import localdb, migrate, supabase_gen, typegen
 from creditgate.config import DatabaseSettings, Settings, load_dev_env
 from creditgate.observability import configure_logging
 
@@ -103,6 +103,32 @@ def migrate_generate(
         _fail("supabase/migrations is out of date: run `creditgate migrate generate`")
     if not new:
         out.print("supabase/migrations is up to date")
+
+
+@app.command("types")
+def types_cmd(
+    check: bool = typer.Option(False, "--check", help="Fail if regenerating would change files."),
+) -> None:
+    """Generate supabase/types/ (postgres-meta's Database type, the result schemas)."""
+    root = migrate.project_root()
+    try:
+        outputs = typegen.generate(
+            root, DatabaseSettings().admin_url, progress=lambda m: console.print(m)
+        )
+    except (typegen.TypegenError, migrate.MigrationError) as exc:
+        _fail(str(exc))
+        return
+    changed = typegen.stale(root, outputs)
+    if check:
+        for path in changed:
+            out.print(f"stale: {path}")
+        if changed:
+            _fail("supabase/types is out of date: run `creditgate types`")
+        out.print("supabase/types is up to date")
+        return
+    typegen.write(root, outputs)
+    for o in outputs:
+        out.print(f"{'wrote' if o.path in changed else 'unchanged'} {o.path}")
 
 
 @app.command("bootstrap")
@@ -311,6 +337,9 @@ def serve_cmd(
         access_log=False,
         log_config=None,
         lifespan="on",
+        # Past this many connections and tasks uvicorn answers 503 at once (long-polls hold
+        # connections open: without a ceiling they could starve every other request).
+        limit_concurrency=settings.limit_concurrency or None,
     )
 
 
@@ -449,6 +478,15 @@ def instructions_cmd(
 
     cfg = instructions.InstructionsConfig(users=users, calls=calls, warmup=warmup)
     raise typer.Exit(instructions.main(cfg, as_json=as_json, out=out, err=console))
+
+
+def _register_ops() -> None:
+    from creditgate import ops_cli
+
+    ops_cli.register(app, _database_url, out, console)
+
+
+_register_ops()
 
 
 def main() -> None:

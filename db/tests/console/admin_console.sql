@@ -2,7 +2,7 @@
 -- admin_get_settings, admin_run_audit. Admins only (checked inside); figures over a small
 -- known dataset.
 begin;
-select plan(31);
+select plan(34);
 
 select tests.worker_models();
 insert into creditgate.credit_packs (id, name, credits, price_cents, stripe_price_id)
@@ -119,6 +119,18 @@ select is(
   'settings: current value and default'
 );
 select is((creditgate.admin_run_audit() ->> 'ok')::boolean, true, 'the audit runs for an admin and passes');
+select tests.as_owner();
+insert into creditgate_private.audit_runs (started_at, finished_at, ok, failures, result)
+values (now() - interval '1 day', now() - interval '1 day', true, 0, '{}'), (now(), now(), false, 2, '{}');
+select tests.as_user(:'admin');
+select is(
+  (select jsonb_agg(e - 'id' - 'finished_at' - 'started_at') from jsonb_array_elements(creditgate.admin_audit_runs()) as e),
+  '[{"ok": false, "failures": 2}, {"ok": true, "failures": 0}]'::jsonb,
+  'stored audit runs, newest first'
+);
+select is(jsonb_array_length(creditgate.admin_audit_runs(1)), 1, 'max_items');
+select tests.as_user(:'u');
+select throws_ok($$select creditgate.admin_audit_runs()$$, 'PT403', 'forbidden', 'audit runs: a user is refused');
 
 select * from finish();
 rollback;

@@ -29,7 +29,11 @@ select trigger_is('creditgate', 'ledger', 'ledger_refuse_update_delete',
   'creditgate_private', 'tg_ledger__refuse_change', 'the update/delete guard is installed');
 select trigger_is('creditgate', 'ledger', 'ledger_refuse_truncate',
   'creditgate_private', 'tg_ledger__refuse_change', 'the truncate guard is installed');
-select is(current_user::text, 'creditgate_deployer', 'these tests run as the owner');
+-- The owner is whichever non-superuser ran the migrations (creditgate_deployer locally, the
+-- project's postgres role after `supabase db push`).
+select is(current_user::text,
+  (select n.nspowner::regrole::text from pg_catalog.pg_namespace as n where n.nspname = 'creditgate'),
+  'these tests run as the owner');
 
 select tests.create_user(p_id => 'c1000000-0000-4000-8000-000000000001');  -- 1000 signup bonus
 select creditgate_private.spend_credits('c1000000-0000-4000-8000-000000000001', 300, 'l-spend');

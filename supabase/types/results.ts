@@ -1,0 +1,377 @@
+// What each creditgate RPC returns. Hand-written: the functions return `jsonb`, which the
+// generated `creditgate.ts` can only type as `Json`. `creditgate types` derives the JSON
+// schema of every interface here (results.schema.json, additionalProperties false), and
+// tests/devkit validates real results of every RPC against it, so an interface that drifts
+// from its function fails the suite. `RpcResults` maps each function name to its result;
+// index.ts checks at compile time that it names every function of the generated types.
+//
+// Numbers: `Int` marks values that are integers in SQL (bigint credits, counts); `Decimal`
+// marks numeric values (prices, ratios) that may carry a fraction.
+
+/** @asType integer */
+export type Int = number
+export type Decimal = number
+/** @format uuid */
+export type Uuid = string
+/** @format date-time */
+export type Timestamp = string
+/** @format date */
+export type DateOnly = string
+/** Any JSON value (settings values, provider options, stored outputs). */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
+
+export type GenerationKind = "image" | "edit" | "video" | "chat"
+export type GenerationStatus = "queued" | "running" | "succeeded" | "failed" | "canceled"
+export type LotCategory = "paid" | "promotional"
+export type CreditEntryType = "signup_bonus" | "purchase" | "grant" | "admin_recharge"
+
+// --- params, normalized as quote and request_generation store them ---------------------------
+
+export interface LoraRef {
+  id: string
+  weight: Decimal
+}
+
+export interface ImageParams {
+  prompt: string
+  negative_prompt: string
+  width: Int
+  height: Int
+  seed?: Int
+  steps: Int
+  cfg_scale: Decimal
+  loras: LoraRef[]
+}
+
+export interface EditParams extends ImageParams {
+  init_media_id: Uuid
+  strength: Decimal
+}
+
+export interface VideoParams {
+  prompt: string
+  negative_prompt: string
+  width: Int
+  height: Int
+  seed?: Int
+  duration_seconds: Int
+  fps: Int
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant"
+  content: string
+}
+
+export interface ChatParams {
+  messages: ChatMessage[]
+  max_tokens: Int
+  temperature: Decimal
+}
+
+export type GenerationParams = ImageParams | EditParams | VideoParams | ChatParams
+
+// --- client functions ------------------------------------------------------------------------
+
+export interface LoraPrice {
+  id: string
+  price: Int
+}
+
+export interface PriceBreakdown {
+  base: Decimal
+  megapixels: Decimal
+  megapixel_cost: Decimal
+  steps: Int
+  step_cost: Decimal
+  seconds: Int
+  second_cost: Decimal
+  prompt_tokens: Int
+  output_tokens: Int
+  token_cost: Decimal
+  loras: LoraPrice[]
+  lora_cost: Int
+  subtotal: Decimal
+  total: Int
+}
+
+/** quote(model_id, params) */
+export interface QuoteResult {
+  model_id: string
+  kind: GenerationKind
+  cost: Int
+  breakdown: PriceBreakdown
+  params: GenerationParams
+}
+
+/** request_generation(model_id, params, idempotency_key); a retry returns replayed: true */
+export interface RequestGenerationResult {
+  generation_id: Uuid
+  status: "queued"
+  cost: Int
+  balance: Int
+  replayed: boolean
+}
+
+/** cancel_generation(generation_id) */
+export interface CancelGenerationResult {
+  generation_id: Uuid
+  status: "canceled"
+  refunded: Int
+  balance: Int
+}
+
+export interface ExpiringLot {
+  lot_id: Uuid
+  amount: Int
+  category: LotCategory
+  expires_at: Timestamp
+}
+
+export interface DailyUsage {
+  used: Int
+  /** null: the plan has no daily cap */
+  cap: Int | null
+}
+
+/** get_balance() */
+export interface BalanceResult {
+  balance: Int
+  available: Int
+  plan: string
+  expiring: ExpiringLot[]
+  daily: DailyUsage
+}
+
+/** save_media(media_id) and delete_media(media_id) */
+export interface MediaResult {
+  id: Uuid
+  generation_id: Uuid
+  saved: boolean
+  expires_at: Timestamp | null
+  deleted_at: Timestamp | null
+}
+
+// --- credit entries (grants, purchases, admin recharges) -------------------------------------
+
+/** A posted credit entry and the lot it created; a replayed key returns the original. */
+export interface CreditEntryResult {
+  entry_id: Int
+  entry_type: CreditEntryType
+  amount: Int
+  balance: Int
+  replayed: boolean
+  lot_id: Uuid
+}
+
+/** service_apply_checkout(event_id, user_id, price_id, quantity) */
+export interface CheckoutResult extends CreditEntryResult {
+  entry_type: "purchase"
+  pack_id: string
+  credits: Int
+}
+
+/** service_clawback(event_id, user_id, amount, reason) */
+export interface ClawbackResult {
+  requested: Int
+  taken: Int
+  shortfall: Int
+  /** null when nothing could be taken */
+  entry_id: Int | null
+  balance: Int
+  replayed: boolean
+}
+
+// --- admin functions -------------------------------------------------------------------------
+
+/** admin_set_setting(key, value) */
+export interface SettingResult {
+  key: string
+  value: JsonValue
+}
+
+/** admin_set_model_enabled(model_id, enabled) */
+export interface ModelEnabledResult {
+  model_id: string
+  enabled: boolean
+}
+
+export interface ModelStats {
+  count: Int
+  succeeded: Int
+  failed: Int
+  credits: Int
+}
+
+export interface DayStats {
+  day: DateOnly
+  count: Int
+  succeeded: Int
+  failed: Int
+}
+
+export interface ProviderStats {
+  provider: string
+  calls: Int
+  failures: Int
+  failure_rate: Decimal
+  p50_latency_ms: Decimal | null
+}
+
+/** admin_stats(since) */
+export interface AdminStatsResult {
+  since: Timestamp
+  users: { total: Int; new: Int; active: Int }
+  generations: {
+    total: Int
+    by_status: { [status: string]: Int }
+    by_kind: { [kind: string]: Int }
+    by_model: { [model_id: string]: ModelStats }
+    by_day: DayStats[]
+  }
+  credits: {
+    granted: Int
+    spent: Int
+    refunded: Int
+    expired: Int
+    clawed_back: Int
+    net_spent: Int
+  }
+  providers: ProviderStats[]
+}
+
+// --- service functions (service_role) --------------------------------------------------------
+
+export interface JobRoute {
+  provider: string
+  provider_model: string
+  endpoint: string
+  options: JsonValue
+}
+
+export interface JobLora {
+  id: string
+  weight: Decimal
+  /** null when the LoRA has no source registered */
+  source: string | null
+}
+
+export interface JobInitMedia {
+  media_id: Uuid
+  storage_key: string
+  content_type: string
+}
+
+/** One job of service_claim_generations: server-only, never sent to a client. */
+export interface ClaimedJob {
+  generation_id: Uuid
+  user_id: Uuid
+  kind: GenerationKind
+  model_id: string
+  params: GenerationParams
+  attempt: Int
+  max_attempts: Int
+  lease_token: Uuid
+  lease_expires_at: Timestamp
+  cost: Int
+  route: JobRoute | null
+  loras: JobLora[]
+  /** edit jobs: the input image (null if it is gone); null for other kinds */
+  init_media: JobInitMedia | null
+}
+
+/** service_heartbeat(generation_id, worker_id, lease_token, lease_seconds) */
+export interface HeartbeatResult {
+  generation_id: Uuid
+  lease_expires_at: Timestamp
+}
+
+export interface StoredMedia {
+  media_id: Uuid
+  storage_key: string
+}
+
+/** A settle that finished the generation (a failure is refunded in full). */
+export interface SettledResult {
+  generation_id: Uuid
+  status: "succeeded" | "failed"
+  refunded: Int
+  actual_cost: Int
+  media: StoredMedia[]
+  requeued: false
+}
+
+/** A retryable failure with attempts left: back to queued, nothing refunded yet. */
+export interface RequeuedResult {
+  generation_id: Uuid
+  status: "queued"
+  refunded: Int
+  actual_cost: null
+  media: StoredMedia[]
+  requeued: true
+}
+
+/** service_settle_generation(generation_id, worker_id, lease_token, outcome) */
+export type SettleResult = SettledResult | RequeuedResult
+
+/** service_reap_expired_leases(now) */
+export interface ReapResult {
+  requeued: Int
+  failed: Int
+  refunded: Int
+}
+
+/** service_expire_credits(now, max_lots) */
+export interface ExpireCreditsResult {
+  users: Int
+  lots: Int
+  credits: Int
+  /** more lapsed lots are waiting: call again */
+  more: boolean
+}
+
+/** service_mark_media_purged(media_ids) */
+export interface MarkMediaPurgedResult {
+  purged: Int
+}
+
+export interface AuditCheck {
+  name: string
+  failures: Int
+  /** up to five offending rows */
+  samples: { [column: string]: JsonValue }[]
+}
+
+/** audit(since) */
+export interface AuditResult {
+  ok: boolean
+  checks: AuditCheck[]
+}
+
+// --- every RPC -------------------------------------------------------------------------------
+
+/** The result of each function in schema creditgate, by name. */
+export interface RpcResults {
+  admin_add_credits: CreditEntryResult
+  admin_set_model_enabled: ModelEnabledResult
+  admin_set_setting: SettingResult
+  admin_stats: AdminStatsResult
+  audit: AuditResult
+  cancel_generation: CancelGenerationResult
+  delete_media: MediaResult
+  get_balance: BalanceResult
+  is_admin: boolean
+  quote: QuoteResult
+  request_generation: RequestGenerationResult
+  save_media: MediaResult
+  service_apply_checkout: CheckoutResult
+  service_claim_generations: ClaimedJob[]
+  service_clawback: ClawbackResult
+  service_expire_credits: ExpireCreditsResult
+  service_expired_media: StoredMedia[]
+  service_grant_credits: CreditEntryResult
+  service_heartbeat: HeartbeatResult
+  service_mark_media_purged: MarkMediaPurgedResult
+  service_reap_expired_leases: ReapResult
+  service_settle_generation: SettleResult
+}
