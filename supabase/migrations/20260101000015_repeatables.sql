@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 8d8070c32698a111ceca8fdd1d0c75bd7268bbeb91a67da0e71b1248ca30d4cc
+-- creditgate generated migration; do not edit. source: repeatables sha256: c97d7b9d963b7af32d1d4094da85d01d6f80d89d1df8979971a72af6b6946197
 
 -- ===== db/functions/console/admin_console.sql =====
 -- The console's admin reads (DESIGN §9). Admin checked inside each, against
@@ -13,7 +13,7 @@
 --   outstanding). `outstanding` is every user's balance summed at the end of that day: the
 --   credits the operator still owes as service, i.e. the liability.
 -- creditgate.admin_find_user(query text) -> jsonb                              authenticated
---   {user: {id, email, created_at, is_admin}, balance: {balance, plan, available},
+--   {user: {id, email, created_at, is_admin}, balance: {balance, plan, available, owed},
 --    lots: [...], ledger: [... newest 50], generations: [... newest 20]} for a user id or an
 --   email (case-insensitive).
 -- creditgate.admin_list_models() -> jsonb [{id, kind, name, enabled}]          authenticated
@@ -21,6 +21,8 @@
 -- creditgate.admin_get_settings() -> jsonb [{key, value, default, description, updated_at}]
 -- creditgate.admin_run_audit() -> jsonb                                        authenticated
 --   creditgate.audit() over everything, for an admin (audit itself is service_role only).
+-- creditgate.admin_audit_runs(max_items = 20) -> jsonb [{id, started_at, finished_at, ok, failures}]
+--   The stored (scheduled) audit runs, newest first.
 -- Errors: PT401 not_authenticated, PT403 forbidden; admin_find_user also PT400
 --   invalid_request (empty query) and PT404 not_found (no such user);
 --   admin_daily_stats PT400 invalid_request (since missing or more than 366 days back).
@@ -197,11 +199,12 @@ begin
       select jsonb_build_object(
         'balance', b.balance,
         'plan', b.plan,
-        'available', creditgate_private.available_credits(b.user_id, now())
+        'available', creditgate_private.available_credits(b.user_id, now()),
+        'owed', b.owed
       )
       from creditgate.balances as b
       where b.user_id = v_user.id
-    ), jsonb_build_object('balance', 0, 'plan', 'free', 'available', 0)),
+    ), jsonb_build_object('balance', 0, 'plan', 'free', 'available', 0, 'owed', 0)),
     'lots', coalesce((
       select jsonb_agg(jsonb_build_object(
         'id', l.id, 'category', l.category, 'priority', l.priority, 'amount', l.amount,
@@ -301,16 +304,43 @@ $$;
 comment on function creditgate.admin_run_audit() is
 'Admins run every money invariant check now (creditgate.audit over all users).';
 
+create or replace function creditgate.admin_audit_runs(max_items integer default 20)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.require_admin();
+  return coalesce((
+    select jsonb_agg(jsonb_build_object(
+      'id', r.id, 'started_at', r.started_at, 'finished_at', r.finished_at, 'ok', r.ok,
+      'failures', r.failures
+    ) order by r.started_at desc, r.id desc)
+    from (
+      select a.* from creditgate_private.audit_runs as a
+      order by a.started_at desc, a.id desc
+      limit least(greatest(coalesce(admin_audit_runs.max_items, 20), 1), 500)
+    ) as r
+  ), '[]'::jsonb);
+end
+$$;
+comment on function creditgate.admin_audit_runs(integer) is
+'Console: the stored audit runs (scheduled audit), newest first.';
+
 revoke all on function creditgate.admin_daily_stats(timestamptz) from public, anon, authenticated;
 revoke all on function creditgate.admin_find_user(text) from public, anon, authenticated;
 revoke all on function creditgate.admin_list_models() from public, anon, authenticated;
 revoke all on function creditgate.admin_get_settings() from public, anon, authenticated;
 revoke all on function creditgate.admin_run_audit() from public, anon, authenticated;
+revoke all on function creditgate.admin_audit_runs(integer) from public, anon, authenticated;
 grant execute on function creditgate.admin_daily_stats(timestamptz) to authenticated;
 grant execute on function creditgate.admin_find_user(text) to authenticated;
 grant execute on function creditgate.admin_list_models() to authenticated;
 grant execute on function creditgate.admin_get_settings() to authenticated;
 grant execute on function creditgate.admin_run_audit() to authenticated;
+grant execute on function creditgate.admin_audit_runs(integer) to authenticated;
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated

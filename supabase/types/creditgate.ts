@@ -459,6 +459,7 @@ export type Database = {
         }
         Returns: Json
       }
+      admin_audit_runs: { Args: { max_items?: number }; Returns: Json }
       admin_daily_stats: { Args: { since?: string }; Returns: Json }
       admin_disable_webhook_endpoint: {
         Args: { endpoint_id: string }

@@ -155,6 +155,8 @@ def stack(
             "CREDITGATE_RUNNER_PORT": str(runner_port),
             "CREDITGATE_HEARTBEAT_SECONDS": "2",
             "CREDITGATE_IDLE_POLL_SECONDS": "2",
+            # Expiry is tested to the second (the default allows 30 s of clock skew).
+            "CREDITGATE_JWT_LEEWAY": "0",
             # As behind a TLS-terminating proxy: X-Forwarded-Proto says whether it was https.
             "CREDITGATE_TRUSTED_PROXY": "1",
         }

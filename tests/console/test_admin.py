@@ -233,57 +233,38 @@ def test_models_audit_and_webhooks_pages(stack: ConsoleStack) -> None:
     expect(admin.locator("#audit-ok")).to_have_text("All checks passed")
     expect(admin.locator("table tbody tr").first).to_be_visible()
 
+    # Stored (scheduled) audit runs, newest first.
+    owner(
+        stack.db,
+        "insert into creditgate_private.audit_runs (started_at, finished_at, ok, failures, result)"
+        " values (now(), now(), false, 2, '{}')",
+    )
+    admin.reload()
+    runs = admin.get_by_role("region", name="Scheduled runs").locator("tbody tr")
+    expect(runs.first).to_contain_text("failed")
+    expect(runs.first.locator("td").last).to_have_text("2")
+
     admin.goto(f"{stack.url}/console/admin/webhooks")
     expect(admin.get_by_role("heading", name="Webhook deliveries")).to_be_visible()
-    has_deliveries = owner(
-        stack.db, "select to_regprocedure('creditgate.admin_webhook_deliveries(integer)') is not null as found"
-    )[0]["found"]
-    if has_deliveries:
-        expect(admin.locator("#deliveries")).to_be_visible()
-    else:
+    # The operations work's admin_webhook_deliveries: its deliveries, or the placeholder
+    # where it is not installed.
+    with psycopg.connect(stack.db.owner_url) as conn, conn.transaction():
+        conn.execute("select tests.as_user(%s)", [admin_id])
+        deliveries = conn.execute("select creditgate.admin_webhook_deliveries(max_items => 50)").fetchone()[0]  # type: ignore[index]
+    expect(admin.locator("#webhooks-placeholder")).to_have_count(0)
+    rows = admin.locator("#deliveries tbody tr")
+    expect(rows).to_have_count(max(1, len(deliveries)))
+    if not deliveries:
+        expect(rows).to_have_text("No deliveries yet.")
+    response = user.goto(f"{stack.url}/console/admin/webhooks")
+    assert response is not None and response.status == 403
+    # Without the function the page says so plainly.
+    owner(stack.db, "alter function creditgate.admin_webhook_deliveries(uuid, text, integer) rename to admin_webhook_deliveries_off")
+    try:
+        admin.reload()
         expect(admin.locator("#webhooks-placeholder")).to_contain_text("not installed on this database")
-        admin.goto(f"{stack.url}/console/admin/audit")
-        expect(admin.locator("#runs-placeholder")).to_be_visible()
-        # The shape the console expects from the operations work, wired here by hand.
-        owner(
-            stack.db,
-            """
-            create function creditgate.admin_webhook_deliveries(max_items integer) returns jsonb
-            language plpgsql security definer set search_path = '' as $$
-            begin
-              perform creditgate_private.require_admin();
-              return jsonb_build_array(jsonb_build_object('created_at', now(),
-                'event_type', 'balance.low', 'endpoint_url', 'https://hooks.example.test/<b>',
-                'state', 'parked', 'attempts', 7));
-            end $$;
-            create function creditgate.admin_audit_runs(max_items integer) returns jsonb
-            language plpgsql security definer set search_path = '' as $$
-            begin
-              perform creditgate_private.require_admin();
-              return jsonb_build_array(jsonb_build_object('ran_at', now(), 'ok', false, 'failed_checks', 2));
-            end $$;
-            grant execute on function creditgate.admin_webhook_deliveries(integer) to authenticated;
-            grant execute on function creditgate.admin_audit_runs(integer) to authenticated;
-            """,
-        )
-        try:
-            admin.goto(f"{stack.url}/console/admin/webhooks")
-            row = admin.locator("#deliveries tbody tr")
-            expect(row).to_have_count(1)
-            expect(row).to_contain_text("balance.low")
-            expect(row).to_contain_text("https://hooks.example.test/<b>")
-            expect(row).to_contain_text("parked")
-            admin.goto(f"{stack.url}/console/admin/audit")
-            expect(admin.locator("#runs-placeholder")).to_have_count(0)
-            expect(admin.get_by_role("region", name="Scheduled runs").locator("tbody tr")).to_contain_text("failed")
-            response = user.goto(f"{stack.url}/console/admin/webhooks")
-            assert response is not None and response.status == 403
-        finally:
-            owner(
-                stack.db,
-                "drop function creditgate.admin_webhook_deliveries(integer);"
-                " drop function creditgate.admin_audit_runs(integer)",
-            )
+    finally:
+        owner(stack.db, "alter function creditgate.admin_webhook_deliveries_off(uuid, text, integer) rename to admin_webhook_deliveries")
 
 
 def test_settings_bonus_and_caps_with_a_bad_value_explained(stack: ConsoleStack) -> None:

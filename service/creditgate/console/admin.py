@@ -5,9 +5,9 @@ Overview charts come from ``admin_daily_stats`` (per UTC day) and ``admin_stats`
 (totals); user look-up from ``admin_find_user``; grants from ``admin_add_credits``; models
 and settings from ``admin_list_models`` / ``admin_set_model_enabled`` and
 ``admin_get_settings`` / ``admin_set_setting``; audits from ``admin_run_audit``. Stored audit
-runs and webhook deliveries are shown when the operations functions
-``creditgate.admin_audit_runs(max_items integer)`` and
-``creditgate.admin_webhook_deliveries(max_items integer)`` exist, and a placeholder otherwise.
+runs come from ``admin_audit_runs``; webhook deliveries from the operations function
+``creditgate.admin_webhook_deliveries(endpoint_id, status, max_items)`` when it is
+installed, and a placeholder otherwise.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 _SETTING_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 OPTIONAL_FUNCTIONS = {
     "audit_runs": "creditgate.admin_audit_runs(integer)",
-    "webhook_deliveries": "creditgate.admin_webhook_deliveries(integer)",
+    "webhook_deliveries": "creditgate.admin_webhook_deliveries(uuid, text, integer)",
 }
 
 
