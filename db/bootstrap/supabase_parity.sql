@@ -39,6 +39,9 @@ do $$
 begin
   grant anon, authenticated, service_role to authenticator;
   grant anon, authenticated, service_role, authenticator to creditgate_deployer with admin option;
+  -- As on a hosted project, where postgres is a member of supabase_auth_admin (so it can
+  -- manage triggers on auth.users); tests delete users as that role, as GoTrue does.
+  grant supabase_auth_admin to creditgate_deployer;
 end
 $$;
 

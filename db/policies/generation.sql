@@ -42,15 +42,45 @@ drop policy if exists "Users can read their own media" on creditgate.media;
 create policy "Users can read their own media" on creditgate.media
   for select to authenticated using (user_id = (select auth.uid()));
 
--- Realtime: owners follow their generations' status (RLS applies to subscribers).
+-- Realtime: owners follow their generations' status (RLS applies to subscribers). The
+-- publication carries an explicit column list: only what the owner may read, so a column
+-- added later is not streamed until it is listed here. Where the publication exists
+-- without this list (Supabase creates it; an older creditgate added the whole table) the
+-- table is dropped from it and added back with the list. A FOR ALL TABLES publication
+-- cannot take a column list; every column of generations is owner-visible anyway.
 do $$
+declare
+  v_columns text[] := array[
+    'id', 'user_id', 'model_id', 'kind', 'status', 'params', 'cost', 'actual_cost',
+    'idempotency_key', 'attempts', 'max_attempts', 'output', 'error', 'created_at',
+    'started_at', 'finished_at', 'updated_at', 'prices'
+  ];
+  v_published text[];
+  v_listed boolean;
 begin
-  if exists (select 1 from pg_catalog.pg_publication where pubname = 'supabase_realtime')
-     and not exists (
-       select 1 from pg_catalog.pg_publication_tables
-       where pubname = 'supabase_realtime' and schemaname = 'creditgate' and tablename = 'generations'
-     ) then
-    alter publication supabase_realtime add table creditgate.generations;
+  if not exists (
+    select 1 from pg_catalog.pg_publication
+    where pubname = 'supabase_realtime' and not puballtables
+  ) then
+    return;
   end if;
+  -- prattrs is null when the table is published whole (no column list).
+  select pr.prattrs is not null,
+    (select array_agg(a.attname::text) from pg_catalog.pg_attribute as a
+     where a.attrelid = pr.prrelid and a.attnum = any(pr.prattrs::int2 []))
+  into v_listed, v_published
+  from pg_catalog.pg_publication_rel as pr
+  inner join pg_catalog.pg_publication as p on p.oid = pr.prpubid
+  where p.pubname = 'supabase_realtime' and pr.prrelid = 'creditgate.generations'::regclass;
+  if found then
+    if v_listed and v_published @> v_columns and v_published <@ v_columns then
+      return;
+    end if;
+    alter publication supabase_realtime drop table creditgate.generations;
+  end if;
+  execute format(
+    'alter publication supabase_realtime add table creditgate.generations (%s)',
+    (select string_agg(format('%I', c), ', ') from unnest(v_columns) as c)
+  );
 end
 $$;

@@ -9,11 +9,12 @@ alter table creditgate_private.lot_movements enable row level security;
 alter table creditgate_private.settings enable row level security;
 alter table creditgate_private.admins enable row level security;
 alter table creditgate_private.clawbacks enable row level security;
+alter table creditgate_private.checkout_holds enable row level security;
 
 revoke all on table creditgate.balances, creditgate.credit_lots, creditgate.ledger,
   creditgate.credit_packs from public, anon, authenticated, service_role;
 revoke all on table creditgate_private.lot_movements, creditgate_private.settings,
-  creditgate_private.admins, creditgate_private.clawbacks
+  creditgate_private.admins, creditgate_private.clawbacks, creditgate_private.checkout_holds
   from public, anon, authenticated, service_role;
 
 grant select on table creditgate.balances, creditgate.credit_lots, creditgate.ledger

@@ -113,11 +113,10 @@ begin
   );
   insert into creditgate.generations (
     id, user_id, model_id, kind, status, params, cost, actual_cost, idempotency_key,
-    request_hash, charge_key, attempts, finished_at
+    attempts, finished_at
   ) values (
     v_generation_id, p_user_id, 'img-test', 'image', 'succeeded',
-    '{"prompt": "test media"}', 1, 1, 'test-media:' || v_generation_id,
-    md5(v_generation_id::text), 'charge:' || v_generation_id, 1, now()
+    '{"prompt": "test media"}', 1, 1, 'test-media:' || v_generation_id, 1, now()
   );
   insert into creditgate.media (
     id, generation_id, user_id, position, storage_key, content_type, bytes, width, height,

@@ -36,7 +36,11 @@ language plpgsql
 as $$
 begin
   perform set_config('request.jwt.claims', '{"role": "anon"}', true);
-  perform set_config('request.headers', json_build_object('x-forwarded-for', p_ip)::text, true);
+  -- As behind Supabase's edge: cf-connecting-ip holds the client (the default
+  -- client_ip_header); x-forwarded-for also carries it.
+  perform set_config(
+    'request.headers', json_build_object('x-forwarded-for', p_ip, 'cf-connecting-ip', p_ip)::text, true
+  );
   perform set_config('role', 'anon', true);
 end
 $$;
@@ -56,7 +60,11 @@ begin
     )::text,
     true
   );
-  perform set_config('request.headers', json_build_object('x-forwarded-for', p_ip)::text, true);
+  -- As behind Supabase's edge: cf-connecting-ip holds the client (the default
+  -- client_ip_header); x-forwarded-for also carries it.
+  perform set_config(
+    'request.headers', json_build_object('x-forwarded-for', p_ip, 'cf-connecting-ip', p_ip)::text, true
+  );
   perform set_config('role', 'authenticated', true);
 end
 $$;

@@ -46,13 +46,14 @@ begin
     jsonb_build_object('model_id', p_model_id)
   );
   insert into creditgate.generations (
-    id, user_id, model_id, kind, status, params, cost, idempotency_key, request_hash,
-    charge_key, max_attempts, created_at, updated_at
+    id, user_id, model_id, kind, status, params, cost, idempotency_key,
+    max_attempts, created_at, updated_at
   ) values (
     v_id, p_user_id, p_model_id, v_kind, 'queued', p_params, p_cost, 'test:' || v_id::text,
-    md5(jsonb_build_array(p_model_id, p_params)::text), 'charge:' || v_id::text,
     p_max_attempts, p_created_at, p_created_at
   );
+  insert into creditgate_private.generation_requests (user_id, idempotency_key, generation_id, request_hash)
+  values (p_user_id, 'test:' || v_id::text, v_id, md5(jsonb_build_array(p_model_id, p_params)::text));
   return v_id;
 end
 $$;
@@ -85,3 +86,21 @@ as $$
 $$;
 
 grant execute on all functions in schema tests to anon, authenticated, service_role;
+
+-- A generation with its server-only bookkeeping, as one row (tests read the machinery
+-- here; owners cannot: it lives in creditgate_private since 0010).
+create or replace view tests.generations_full as
+select g.*,
+  r.request_hash,
+  r.client_ip,
+  l.lease_owner,
+  l.lease_token,
+  l.lease_expires_at,
+  l.settle_result,
+  l.settled_lease_token,
+  'charge:' || g.id::text as charge_key
+from creditgate.generations as g
+left join creditgate_private.generation_requests as r
+  on r.user_id = g.user_id and r.idempotency_key = g.idempotency_key
+left join creditgate_private.generation_leases as l on l.generation_id = g.id;
+grant select on tests.generations_full to service_role;

@@ -25,7 +25,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tests import dbutil, pgrest
-from tests.db.race import Call, assert_audit_ok, fire, owner_value, pool_size
+from tests.db.race import Call, assert_audit_ok, fire, owner_rows, owner_value, pool_size
 from tests.polling import eventually
 
 
@@ -136,7 +136,9 @@ def test_50_concurrent_deliveries_of_one_checkout_grant_once(db: dbutil.TestData
     calls: list[Call] = [
         lambda conn: pgrest.rpc(
             conn, "service_apply_checkout",
-            {"event_id": "evt_race", "user_id": user, "price_id": "price_pack"},
+            {"event_id": "evt_race", "user_id": user, "price_id": "price_pack",
+             "amount_total": 500, "currency": "usd"},
+            casts={"amount_total": "bigint"},
         )
         for _ in range(50)
     ]
@@ -289,7 +291,9 @@ def test_random_mix_for_20_seconds_has_no_deadlock_and_audits_clean(
         elif op == "checkout":
             pgrest.rpc(
                 api, "service_apply_checkout",
-                {"event_id": tag, "user_id": user, "price_id": "price_mix"},
+                {"event_id": tag, "user_id": user, "price_id": "price_mix",
+                 "amount_total": 100, "currency": "usd"},
+                casts={"amount_total": "bigint"},
             )
         elif op == "admin":
             pgrest.rpc(
@@ -515,4 +519,159 @@ def test_40_spends_with_one_key_for_two_users_charge_one(db: dbutil.TestDatabase
     ) == 1
     assert owner_value(db, "select sum(balance) from creditgate.balances where user_id = any(%s)",
                        users) == 193
+    assert_audit_ok(db)
+
+
+# --------------------------------------------------------------------------- owed credits
+
+
+def test_a_dispute_racing_settles_and_cancels_never_gives_disputed_credits_back(
+    db: dbutil.TestDatabase,
+) -> None:
+    """DESIGN §3 (turn 2): a user holds most of a disputed pack in queued and running work.
+    The dispute, ten settles (five fail and are refunded, five succeed) and ten cancels all
+    fire at once. Whatever the order, the refunds pay the dispute's debt: the user ends
+    with nothing spendable, owes exactly what the successful work used, and the books
+    audit clean. Three rounds, so several interleavings are tried."""
+    owner_value(db, "select tests.seed_models()")
+    for round_ in range(3):
+        user = new_user(db)
+        owner_value(
+            db,
+            "select creditgate_private.grant_credits(%s, 1000, 'purchase', %s, 'paid')",
+            user, f"pack-{round_}",
+        )
+        owner_value(
+            db,
+            "select count(tests.make_queued_generation(%s, 'img-test', 40))"
+            " from generate_series(1, 20)",
+            user,
+        )
+        with pgrest.connect(db.api_url) as api:
+            jobs = pgrest.rpc(
+                api, "service_claim_generations",
+                {"worker_id": f"w{round_}", "max_jobs": 10, "lease_seconds": 300},
+            )
+        assert len(jobs) == 10
+        queued = [
+            str(r[0])
+            for r in owner_rows(
+                db,
+                "select id from creditgate.generations where user_id = %s and status = 'queued'",
+                [user],
+            )
+        ]
+        assert len(queued) == 10
+
+        def settle(job: dict[str, Any], ok: bool, worker: str = f"w{round_}") -> Call:
+            outcome: dict[str, Any] = (
+                {"status": "succeeded", "media": [{
+                    "storage_key": f"media/{job['generation_id']}/0.png",
+                    "content_type": "image/png", "bytes": 10, "width": 512, "height": 512}]}
+                if ok
+                else {"status": "failed", "retryable": False,
+                      "error": {"code": "provider_error", "message": "boom"}}
+            )
+            return lambda conn: pgrest.rpc(
+                conn, "service_settle_generation",
+                {"generation_id": job["generation_id"], "worker_id": worker,
+                 "lease_token": job["lease_token"], "outcome": outcome},
+                casts={"generation_id": "uuid"},
+            )
+
+        def cancel(generation_id: str, who: uuid.UUID = user) -> Call:
+            return lambda conn: pgrest.rpc(
+                conn, "cancel_generation", {"generation_id": generation_id},
+                role="authenticated", user_id=str(who), casts={"generation_id": "uuid"},
+            )
+
+        dispute: Call = lambda conn, who=user, r=round_: pgrest.rpc(  # noqa: E731
+            conn, "service_stripe_dispute",
+            {"dispute_id": f"dp_race_{r}", "user_id": who, "payment_id": f"ch_race_{r}",
+             "credits": 1000},
+            casts={"credits": "bigint"},
+        )
+        calls: list[Call] = [dispute]
+        calls += [settle(job, ok=i % 2 == 0) for i, job in enumerate(jobs)]
+        calls += [cancel(g) for g in queued]
+        random.Random(round_).shuffle(calls)
+        outcomes = fire(db.api_url, calls, len(calls), join_timeout=120)
+        assert [(o.sqlstate, o.message) for o in outcomes] == [(None, None)] * len(calls)
+
+        # 1000 bought, 5 x 40 used by successes: 800 came back, all of it to the debt.
+        assert owner_rows(
+            db,
+            "select balance, owed, creditgate_private.available_credits(user_id, now())"
+            " from creditgate.balances where user_id = %s",
+            [user],
+        ) == [(0, 200, 0)]
+        assert owner_rows(
+            db,
+            "select requested, taken + collected, cancelled from creditgate_private.clawbacks"
+            " where idempotency_key = %s",
+            [f"stripe:dispute:dp_race_{round_}"],
+        ) == [(1000, 800, 0)]
+        assert owner_value(
+            db,
+            "select sum(amount) from creditgate.ledger where user_id = %s"
+            " and entry_type = 'refund'",
+            user,
+        ) == 15 * 40, "every failed or canceled job was refunded in full, once"
+        assert owner_value(
+            db,
+            "select sum(amount) from creditgate.ledger where user_id = %s"
+            " and entry_type = 'clawback'",
+            user,
+        ) == 800
+    assert_audit_ok(db)
+
+
+def test_dispute_and_its_win_delivered_ten_times_each_at_once_settle_to_the_same_books(
+    db: dbutil.TestDatabase,
+) -> None:
+    """Stripe retries and reorders events: a dispute and its win, ten deliveries each, race
+    ten grants to the same user. Whichever arrives first, the win leaves the user exactly
+    what they would have had without the dispute, nothing owed, and at most one return."""
+    for round_ in range(3):
+        user = new_user(db)
+        owner_value(
+            db,
+            "select creditgate_private.grant_credits(%s, 300, 'purchase', %s, 'paid')",
+            user, f"pack-w-{round_}",
+        )
+        # 200 of the 300 spent: the dispute can take 100 at most, 200 is owed.
+        owner_value(
+            db, "select creditgate_private.spend_credits(%s, 200, %s)", user, f"spent-w-{round_}"
+        )
+        args = {"dispute_id": f"dp_w_{round_}", "user_id": user, "payment_id": f"ch_w_{round_}"}
+        calls: list[Call] = []
+        for i in range(10):
+            calls.append(lambda conn: pgrest.rpc(
+                conn, "service_stripe_dispute", args | {"credits": 300},
+                casts={"credits": "bigint"},
+            ))
+            calls.append(lambda conn: pgrest.rpc(conn, "service_stripe_dispute_won", args))
+            calls.append(lambda conn, i=i: pgrest.rpc(
+                conn, "service_grant_credits",
+                {"user_id": user, "amount": 10, "entry_type": "grant",
+                 "idempotency_key": f"w-{round_}-{i}"},
+                casts={"amount": "bigint"},
+            ))
+        random.Random(round_).shuffle(calls)
+        outcomes = fire(db.api_url, calls, len(calls), join_timeout=120)
+        assert [(o.sqlstate, o.message) for o in outcomes] == [(None, None)] * len(calls)
+        # 300 - 200 spent + 10 x 10 granted, whether the win came first or last.
+        assert owner_rows(
+            db, "select balance, owed from creditgate.balances where user_id = %s", [user]
+        ) == [(200, 0)]
+        assert owner_value(
+            db, "select count(*) from creditgate.ledger where idempotency_key = %s",
+            f"stripe:dispute-won:dp_w_{round_}",
+        ) <= 1
+        assert owner_rows(
+            db,
+            "select resolution, taken + collected = returned from creditgate_private.clawbacks"
+            " where idempotency_key = %s",
+            [f"stripe:dispute:dp_w_{round_}"],
+        ) == [("won", True)]
     assert_audit_ok(db)

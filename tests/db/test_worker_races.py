@@ -348,7 +348,7 @@ def test_expired_worker_settling_after_a_reclaim_gets_lease_lost(
     assert ledger_snapshot(db) == ledger_before, "the stale worker moved no credit"
     assert owner_rows(
         db,
-        "select status, lease_owner, lease_token::text from creditgate.generations where id = %s",
+        "select status, lease_owner, lease_token::text from tests.generations_full where id = %s",
         [generation_id],
     )[0] == ("running", "worker-b", job_b["lease_token"])
     assert (

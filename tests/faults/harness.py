@@ -91,7 +91,7 @@ def new_user(owner_url: str) -> str:
 
 
 def generation(owner_url: str, gid: str) -> dict[str, Any]:
-    rows = sql(owner_url, "select * from creditgate.generations where id = %s", [gid])
+    rows = sql(owner_url, "select * from tests.generations_full where id = %s", [gid])
     assert rows, f"no generation {gid}"
     return rows[0]
 

@@ -214,7 +214,7 @@ def _generate(url: str, user: str, xff: str | None) -> httpx.Response:
 def _client_ip(db: dbutil.TestDatabase, generation_id: str) -> str:
     with owner(db) as conn:
         row = conn.execute(
-            "select host(client_ip) from creditgate.generations where id = %s", [generation_id]
+            "select host(client_ip) from tests.generations_full where id = %s", [generation_id]
         ).fetchone()
     assert row is not None
     return str(row[0])
@@ -264,6 +264,47 @@ def test_trusted_proxy_uses_the_address_it_appended(
     # An unparsable entry falls back to the socket peer.
     assert junk.status_code == 201
     assert _client_ip(db, junk.json()["generation_id"]) == "127.0.0.1"
+
+
+def test_client_cannot_spend_a_victims_ip_bucket(db: dbutil.TestDatabase, tmp_path: Path) -> None:
+    """A client writing a victim's address into CF-Connecting-IP (the header SQL reads by
+    default) or X-Forwarded-For is counted under its own socket address: the service drops
+    both and sets cf-connecting-ip itself."""
+    seed_models(db)
+    _limit_per_ip(db, 2)
+    attacker, victim = create_user(db), create_user(db)
+    headers = {"CF-Connecting-IP": "203.0.113.66", "X-Forwarded-For": "203.0.113.66"}
+    with running(settings_for(db, tmp_path, trusted_proxy=True)) as url:
+        body = {"model_id": "img-test", "params": {"prompt": "ip"}}
+        spoofed = [
+            httpx.post(
+                f"{url}/v1/generations", json=body,
+                headers={**auth(attacker), "Idempotency-Key": str(uuid.uuid4()), **headers,
+                         "X-Forwarded-For": f"203.0.113.66, 198.51.100.{n}"},
+            )
+            for n in (1, 2)
+        ]
+        # The victim's address was only ever written by the attacker: its bucket is whole.
+        own = [_generate(url, victim, "203.0.113.66") for _ in range(2)]
+    assert [r.status_code for r in spoofed] == [201, 201], [r.text for r in spoofed]
+    assert [_client_ip(db, r.json()["generation_id"]) for r in spoofed] == [
+        "198.51.100.1", "198.51.100.2"
+    ]
+    assert [r.status_code for r in own] == [201, 201], [r.text for r in own]
+
+
+def test_ipv6_clients_share_their_64_bucket(db: dbutil.TestDatabase, tmp_path: Path) -> None:
+    seed_models(db)
+    _limit_per_ip(db, 1)
+    users = [create_user(db) for _ in range(3)]
+    with running(settings_for(db, tmp_path, trusted_proxy=True)) as url:
+        first = _generate(url, users[0], "2001:DB8:0:7::1")
+        same_64 = _generate(url, users[1], "2001:db8:0:7:ffff::2")
+        other_64 = _generate(url, users[2], "2001:db8:0:8::1")
+    assert first.status_code == 201, first.text
+    assert _client_ip(db, first.json()["generation_id"]) == "2001:db8:0:7::1"
+    assert same_64.status_code == 429 and same_64.json()["error"]["details"]["scope"] == "ip"
+    assert other_64.status_code == 201, other_64.text
 
 
 def test_token_command_mints_an_accepted_token(

@@ -120,7 +120,7 @@ def new_user(db: dbutil.TestDatabase) -> str:
 
 
 def generation(db: dbutil.TestDatabase, gid: str) -> dict[str, Any]:
-    return owner_execute(db, "select * from creditgate.generations where id = %s", [gid])[0]
+    return owner_execute(db, "select * from tests.generations_full where id = %s", [gid])[0]
 
 
 def media_rows(db: dbutil.TestDatabase, gid: str) -> list[dict[str, Any]]:
@@ -448,8 +448,8 @@ def test_lost_lease_stops_the_job_and_the_new_attempt_wins(
                 await asyncio.to_thread(
                     owner_execute,
                     db,
-                    "update creditgate.generations set lease_expires_at = now() - interval '1s'"
-                    " where id = %s",
+                    "update creditgate_private.generation_leases"
+                    " set lease_expires_at = now() - interval '1s' where generation_id = %s",
                     [gid],
                 )
                 await asyncio.to_thread(

@@ -3,7 +3,7 @@
 --    generations: {total, by_status: {status: n}, by_kind: {kind: n},
 --                  by_model: {model_id: {count, succeeded, failed, credits}},
 --                  by_day: [{day, count, succeeded, failed}]},
---    credits: {granted, spent, refunded, expired, clawed_back, net_spent},
+--    credits: {granted, spent, refunded, expired, clawed_back, forfeited, net_spent},
 --    providers: [{provider, calls, failures, failure_rate, p50_latency_ms}]}
 --   Everything counts activity at or after `since`; days are UTC. `credits` per model is
 --   what its generations finally cost (cost - refunds). Provider failures are every
@@ -42,7 +42,7 @@ begin
     select
       g.id, g.model_id, g.kind, g.status, g.created_at,
       g.cost - coalesce((
-        select sum(r.amount) from creditgate.ledger as r where r.charge_key = g.charge_key
+        select sum(r.amount) from creditgate.ledger as r where r.charge_key = 'charge:' || g.id::text
       ), 0) as credits
     from creditgate.generations as g
     where g.created_at >= admin_stats.since
@@ -92,6 +92,7 @@ begin
     'refunded', coalesce(sum(l.amount) filter (where l.entry_type = 'refund'), 0),
     'expired', coalesce(sum(l.amount) filter (where l.entry_type = 'expire'), 0),
     'clawed_back', coalesce(sum(l.amount) filter (where l.entry_type = 'clawback'), 0),
+    'forfeited', coalesce(sum(l.amount) filter (where l.entry_type = 'forfeit'), 0),
     'net_spent', coalesce(sum(l.amount) filter (where l.entry_type = 'spend'), 0)
       - coalesce(sum(l.amount) filter (where l.entry_type = 'refund'), 0)
   ) into v_credits

@@ -44,7 +44,7 @@ begin
   where g.id = v_generation.id;
   perform pg_notify('creditgate_generation_settled', v_generation.id::text);
   v_refund := creditgate_private.refund_credits(
-    v_user_id, v_generation.charge_key, v_generation.cost, 'refund:' || v_generation.id,
+    v_user_id, 'charge:' || v_generation.id::text, v_generation.cost, 'refund:' || v_generation.id,
     'canceled', jsonb_build_object('generation_id', v_generation.id)
   );
   return jsonb_build_object(

@@ -3,11 +3,13 @@
 --
 -- creditgate.service_expired_media(max_items, now = now()) -> jsonb [{media_id, storage_key}]
 --   Unpurged media whose TTL ran out (expires_at <= now; saved media carry no expiry and
---   never appear) or that their owner deleted. Oldest expiry first.
+--   never appear) or that their owner deleted, and the files of erased media rows (deleted
+--   accounts, creditgate_private.media_purges). Oldest first.
 --   Errors: PT400 invalid_request (max_items 1-10000, now required).
 -- creditgate.service_mark_media_purged(media_ids uuid[]) -> jsonb {purged}
 --   Sets purged_at on listed media that are temporary or deleted; already purged ones and
---   saved, undeleted ones are left alone, so a replay purges nothing twice.
+--   saved, undeleted ones are left alone, so a replay purges nothing twice. Listed files of
+--   erased media rows leave the purge queue.
 --   Errors: PT400 invalid_request (media_ids required, at most 10000).
 
 create or replace function creditgate.service_expired_media(
@@ -42,6 +44,11 @@ begin
         from creditgate.media as x
         where x.purged_at is null
           and x.deleted_at <= service_expired_media.now
+        union all
+        -- Files whose media rows were erased with their account.
+        select p.media_id, p.storage_key, p.queued_at, null
+        from creditgate_private.media_purges as p
+        where p.queued_at <= service_expired_media.now
       ) as m
       order by least(m.expires_at, m.deleted_at), m.id
       limit service_expired_media.max_items
@@ -62,6 +69,7 @@ set search_path = ''
 as $$
 declare
   v_purged integer;
+  v_erased integer;
 begin
   if service_mark_media_purged.media_ids is null then
     perform creditgate_private.invalid('media_ids', 'required');
@@ -76,7 +84,10 @@ begin
     -- A saved, live file is never marked gone, whatever the caller lists.
     and (m.deleted_at is not null or (m.expires_at is not null and not m.saved));
   get diagnostics v_purged = row_count;
-  return jsonb_build_object('purged', v_purged);
+  delete from creditgate_private.media_purges as p
+  where p.media_id = any(service_mark_media_purged.media_ids);
+  get diagnostics v_erased = row_count;
+  return jsonb_build_object('purged', v_purged + v_erased);
 end
 $$;
 comment on function creditgate.service_mark_media_purged(uuid[]) is

@@ -1,17 +1,24 @@
 -- creditgate.request_generation(model_id text, params jsonb, idempotency_key text) -> jsonb
 --   authenticated. {generation_id, status, cost, balance, replayed}
---   One transaction: validate, price, rate limits, daily cap, charge, create the queued
---   generation, notify workers ('creditgate_generations', payload = generation id).
+--   One transaction: the key first (a recorded request, same body -> its original result,
+--   whatever changed since; another body -> PT409), then maintenance, model, validate,
+--   price, rate limits, daily cap, charge, create the queued generation, notify workers
+--   ('creditgate_generations', payload = generation id). A replay counts against no limit.
 --   Errors: PT401 not_authenticated, PT400 invalid_request, PT503 maintenance,
 --   PT404 not_found (model), PT503 model_unavailable, PT409 idempotency_key_reused,
 --   PT429 rate_limited {scope, retry_after_seconds}, PT429 daily_cap_reached
 --   {cap, used, resets_at}, PT402 insufficient_credits {required, available}.
 --
 -- creditgate_private.client_ip() -> inet
---   First x-forwarded-for entry, else x-real-ip, else cf-connecting-ip, from the
---   request.headers PostgREST sets; null when absent or not an address.
+--   The client address from the one header named by setting client_ip_header, in the
+--   request.headers PostgREST sets: 'cf-connecting-ip' (default; Supabase's edge sets it)
+--   or 'x-forwarded-for:N' (the Nth entry from the right). Null when absent or not an
+--   address. No other header is read, so a client cannot pick its bucket.
+-- creditgate_private.ip_bucket(p_ip) -> text
+--   The IP rules' subject: the IPv4 address, the IPv6 /64, or 'unknown' (null address).
 -- creditgate_private.take_rate_limits(p_user_id, p_ip, p_kind, p_now) -> void   PT429
 --   Counts this request against every enabled rule (fixed windows aligned to the epoch).
+--   IP rules always apply: an unreadable address counts in the shared 'unknown' bucket.
 --   A rule already at its limit is not incremented, and the PT429 rolls back the others,
 --   so a rejected request consumes nothing.
 
@@ -23,36 +30,69 @@ set search_path = ''
 as $$
 declare
   v_raw text := nullif(current_setting('request.headers', true), '');
-  v_headers jsonb;
-  v_ip text;
+  v_setting text := creditgate_private.setting('client_ip_header') #>> '{}';
+  v_header text;
+  v_from_right integer;
+  v_value text;
+  v_entries text[];
+  v_ip inet;
 begin
-  if v_raw is null then
+  if v_raw is null or v_setting is null then
     return null;
   end if;
+  -- '<header>' (one address) or '<header>:N' (the Nth comma-separated entry from the right:
+  -- the entry the Nth trusted proxy, counted from ours, appended; entries further left were
+  -- written by the client). setting_problem() keeps the value to that form.
+  v_header := split_part(v_setting, ':', 1);
+  v_from_right := nullif(split_part(v_setting, ':', 2), '')::integer;
   begin
-    v_headers := v_raw::jsonb;
+    v_value := v_raw::jsonb ->> v_header;
   exception when others then
     return null;
   end;
-  if jsonb_typeof(v_headers) <> 'object' then
-    return null;
+  if v_from_right is not null then
+    v_entries := string_to_array(v_value, ',');
+    if coalesce(cardinality(v_entries), 0) < v_from_right then
+      return null;
+    end if;
+    v_value := v_entries[cardinality(v_entries) - v_from_right + 1];
   end if;
-  v_ip := btrim(split_part(
-    coalesce(v_headers ->> 'x-forwarded-for', v_headers ->> 'x-real-ip', v_headers ->> 'cf-connecting-ip'),
-    ',', 1
-  ));
-  if v_ip is null or v_ip = '' or length(v_ip) > 64 or v_ip !~ '^[0-9A-Fa-f.:]+$' then
+  v_value := btrim(v_value);
+  if v_value is null or v_value = '' or length(v_value) > 45 or v_value !~ '^[0-9A-Fa-f.:]+$' then
     return null;
   end if;
   begin
-    return host(v_ip::inet)::inet;
+    v_ip := host(v_value::inet)::inet;
   exception when others then
     return null;
   end;
+  -- An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is that IPv4 address.
+  if family(v_ip) = 6 and v_ip << '::ffff:0.0.0.0/96'::inet then
+    v_ip := '0.0.0.0'::inet + (v_ip - '::ffff:0.0.0.0'::inet);
+  end if;
+  return v_ip;
 end
 $$;
 comment on function creditgate_private.client_ip() is
-'The client address PostgREST saw (first x-forwarded-for entry, x-real-ip, cf-connecting-ip), or null.';
+'The client address from the header named by setting client_ip_header (Nth entry from the right with :N), or null when unreadable.';
+
+create or replace function creditgate_private.ip_bucket(p_ip inet)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  -- One IPv6 subscriber gets a /64 (billions of addresses to rotate through): the /64 is
+  -- the bucket. An unreadable or absent address is never let through unlimited: every such
+  -- request shares the bucket 'unknown'.
+  select case
+    when p_ip is null then 'unknown'
+    when family(p_ip) = 6 then network(set_masklen(p_ip, 64))::text
+    else host(p_ip)
+  end;
+$$;
+comment on function creditgate_private.ip_bucket(inet) is
+'Rate-limit subject of a client address: the IPv4 address, the IPv6 /64, or unknown.';
 
 create or replace function creditgate_private.take_rate_limits(
   p_user_id uuid,
@@ -66,6 +106,7 @@ as $$
 declare
   v_rule creditgate_private.rate_limit_rules;
   v_subject text;
+  v_ip_subject text := creditgate_private.ip_bucket(p_ip);
   v_window_start timestamptz;
   v_count integer;
 begin
@@ -75,8 +116,7 @@ begin
     where r.enabled and (r.kind is null or r.kind = p_kind)
     order by r.id
   loop
-    v_subject := case v_rule.scope when 'user' then p_user_id::text else host(p_ip) end;
-    continue when v_subject is null;
+    v_subject := case v_rule.scope when 'user' then p_user_id::text else v_ip_subject end;
     v_window_start := to_timestamp(
       floor(extract(epoch from p_now) / v_rule.window_seconds) * v_rule.window_seconds
     );
@@ -105,6 +145,42 @@ $$;
 comment on function creditgate_private.take_rate_limits(uuid, inet, text, timestamptz) is
 'Counts a request against every matching rule atomically; PT429 (nothing consumed) at the limit.';
 
+-- Requests recorded before 0010 hashed the normalized params (registry defaults merged in);
+-- 0010 marked those hashes 'legacy:'. A retry of such a request still matches when its body
+-- normalizes to what was recorded, so a retry across the upgrade is not refused.
+create or replace function creditgate_private.legacy_request_matches(
+  p_recorded_hash text,
+  p_model_id text,
+  p_params jsonb,
+  p_user_id uuid
+) returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_model creditgate.models;
+begin
+  if p_recorded_hash not like 'legacy:%' then
+    return false;
+  end if;
+  select m.* into v_model from creditgate.models as m where m.id = p_model_id;
+  if not found then
+    return false;
+  end if;
+  begin
+    return p_recorded_hash = 'legacy:' || md5(jsonb_build_object(
+      'model_id', v_model.id,
+      'params', creditgate_private.validate_params(v_model, p_params, p_user_id)
+    )::text);
+  exception when others then
+    return false;
+  end;
+end
+$$;
+comment on function creditgate_private.legacy_request_matches(text, text, jsonb, uuid) is
+'Whether a retry matches a request recorded before 0010 (hash of the normalized params).';
+
 create or replace function creditgate.request_generation(
   model_id text,
   params jsonb,
@@ -123,8 +199,6 @@ declare
   v_hash text;
   v_existing_id uuid;
   v_existing_hash text;
-  v_existing_cost bigint;
-  v_existing_charge_key text;
   v_balance creditgate.balances;
   v_daily jsonb;
   v_ip inet;
@@ -133,17 +207,9 @@ declare
   v_now timestamptz := now();
 begin
   perform creditgate_private.check_key(request_generation.idempotency_key);
-  if creditgate_private.setting('maintenance_mode') = 'true'::jsonb then
-    perform creditgate_private.raise_error('maintenance');
-  end if;
-  v_model := creditgate_private.find_model(request_generation.model_id);
-  v_params := creditgate_private.validate_params(v_model, request_generation.params, v_user_id);
-  v_price := creditgate_private.price_params(v_model, v_params, false);
-  v_cost := (v_price ->> 'cost')::bigint;
-  v_hash := md5(jsonb_build_object('model_id', v_model.id, 'params', v_params)::text);
-  -- Read before the lock, so that concurrent requests of one user wait for less.
-  v_ip := creditgate_private.client_ip();
-  v_generation_id := creditgate_private.uuid_v7();
+  -- What the client sent, nothing derived from the registry: a retry of the same body
+  -- matches whatever changed since (defaults, prices, limits).
+  v_hash := md5(jsonb_build_array(request_generation.model_id, request_generation.params)::text);
 
   -- The per-user mutex (lock_balance): concurrent calls with one key queue here, and the
   -- first one's generation is visible to the rest once it commits. The row also gives the
@@ -153,27 +219,44 @@ begin
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
   end if;
 
-  select g.id, g.request_hash, g.cost, g.charge_key
-  into v_existing_id, v_existing_hash, v_existing_cost, v_existing_charge_key
-  from creditgate.generations as g
-  where g.user_id = v_user_id and g.idempotency_key = request_generation.idempotency_key;
+  -- Replays first (DESIGN §3): a recorded request gets its original answer before any
+  -- check that may have changed since (maintenance, model, params, limits, caps).
+  select r.generation_id, r.request_hash into v_existing_id, v_existing_hash
+  from creditgate_private.generation_requests as r
+  where r.user_id = v_user_id and r.idempotency_key = request_generation.idempotency_key;
   if v_existing_id is not null then
-    if v_existing_hash <> v_hash then
+    if v_existing_hash <> v_hash
+       and not creditgate_private.legacy_request_matches(
+         v_existing_hash, request_generation.model_id, request_generation.params, v_user_id
+       ) then
       perform creditgate_private.raise_error(
         'idempotency_key_reused',
         jsonb_build_object('idempotency_key', request_generation.idempotency_key)
       );
     end if;
     -- The original answer: the status it was created with and the balance its charge left.
-    return jsonb_build_object(
-      'generation_id', v_existing_id,
-      'status', 'queued',
-      'cost', v_existing_cost,
-      'balance', (select l.balance_after from creditgate.ledger as l
-                  where l.idempotency_key = v_existing_charge_key),
-      'replayed', true
+    return (
+      select jsonb_build_object(
+        'generation_id', v_existing_id,
+        'status', 'queued',
+        'cost', l.amount,
+        'balance', l.balance_after,
+        'replayed', true
+      )
+      from creditgate.ledger as l
+      where l.idempotency_key = 'charge:' || v_existing_id::text
     );
   end if;
+
+  if creditgate_private.setting('maintenance_mode') = 'true'::jsonb then
+    perform creditgate_private.raise_error('maintenance');
+  end if;
+  v_model := creditgate_private.find_model(request_generation.model_id);
+  v_params := creditgate_private.validate_params(v_model, request_generation.params, v_user_id);
+  v_price := creditgate_private.price_params(v_model, v_params, false);
+  v_cost := (v_price ->> 'cost')::bigint;
+  v_ip := creditgate_private.client_ip();
+  v_generation_id := creditgate_private.uuid_v7();
 
   perform creditgate_private.take_rate_limits(v_user_id, v_ip, v_model.kind, v_now);
 
@@ -192,12 +275,24 @@ begin
     jsonb_build_object('model_id', v_model.id, 'kind', v_model.kind), v_now
   );
   insert into creditgate.generations (
-    id, user_id, model_id, kind, status, params, cost, idempotency_key, request_hash,
-    charge_key, max_attempts, client_ip
+    id, user_id, model_id, kind, status, params, cost, idempotency_key, max_attempts, prices
   ) values (
     v_generation_id, v_user_id, v_model.id, v_model.kind, 'queued', v_params, v_cost,
-    request_generation.idempotency_key, v_hash, 'charge:' || v_generation_id,
-    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3), v_ip
+    request_generation.idempotency_key,
+    coalesce((creditgate_private.setting('max_attempts') #>> '{}')::integer, 3),
+    -- The prices charged: a settle that prices usage uses them, never today's.
+    jsonb_build_object(
+      'price_base', v_model.price_base,
+      'price_per_megapixel', v_model.price_per_megapixel,
+      'price_per_step', v_model.price_per_step,
+      'price_per_second', v_model.price_per_second,
+      'price_per_1k_tokens', v_model.price_per_1k_tokens
+    )
+  );
+  insert into creditgate_private.generation_requests (
+    user_id, idempotency_key, generation_id, request_hash, client_ip
+  ) values (
+    v_user_id, request_generation.idempotency_key, v_generation_id, v_hash, v_ip
   );
   -- Wake the workers only if this job is the only one queued. A transaction that notified
   -- takes a database-wide lock at commit and holds it through the WAL flush, so notifying
@@ -224,6 +319,8 @@ comment on function creditgate.request_generation(text, jsonb, text) is
 'Validates, prices, rate-limits, caps, charges and queues a generation in one transaction; replays by key.';
 
 revoke all on function creditgate_private.client_ip() from public, anon, authenticated;
+revoke all on function creditgate_private.ip_bucket(inet) from public, anon, authenticated;
 revoke all on function creditgate_private.take_rate_limits(uuid, inet, text, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.legacy_request_matches(text, text, jsonb, uuid) from public, anon, authenticated;
 revoke all on function creditgate.request_generation(text, jsonb, text) from public, anon, authenticated;
 grant execute on function creditgate.request_generation(text, jsonb, text) to authenticated;

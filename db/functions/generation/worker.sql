@@ -1,12 +1,13 @@
 -- The worker side of a generation's life: claim, heartbeat, settle, reap. service_role only.
 --
--- creditgate.service_claim_generations(worker_id, max_jobs = 1, lease_seconds = 120) -> jsonb
+-- creditgate.service_claim_generations(worker_id, max_jobs = 1, lease_seconds = null) -> jsonb
 --   Leases up to max_jobs queued generations, oldest first (FOR UPDATE SKIP LOCKED, so
 --   concurrent workers never get the same job). Each job carries its server-only route,
 --   resolved LoRA sources, the edit input and a fresh lease token.
+--   lease_seconds null (not given): setting lease_seconds (default 120).
 --   Errors: PT400 invalid_request (worker_id 1-100 chars, max_jobs 1-100, lease_seconds from 5
 --   to the max_lease_seconds setting, default 3600).
--- creditgate.service_heartbeat(generation_id, worker_id, lease_token, lease_seconds = 120)
+-- creditgate.service_heartbeat(generation_id, worker_id, lease_token, lease_seconds = null)
 --   -> jsonb {generation_id, lease_expires_at}
 --   Extends a live lease. Errors: PT400, PT404 not_found, PT409 lease_lost.
 -- creditgate.service_settle_generation(generation_id, worker_id, lease_token, outcome) -> jsonb
@@ -17,10 +18,16 @@
 --   actual_cost defaults to the cost; for chat without one, output.usage.completion_tokens
 --   prices the turn in SQL (chat_actual_cost) and the unused part is refunded.
 --   Idempotent per lease: a replay under the same lease returns the stored result.
+--   A job of a deleted account (creditgate_private.deleted_users) settles too, keeping
+--   nothing personal: no media rows (its files are queued for purge), no output, no error
+--   text; a retryable failure is final (its params are erased); chat usage is not repriced
+--   (the priced params are erased: actual_cost or the charge); what is refunded is
+--   forfeited at once (forfeit:refund:<generation_id>).
 --   Errors: PT400 invalid_request (DETAIL names the outcome field), PT404, PT409 lease_lost.
 -- creditgate.service_reap_expired_leases(now = now()) -> jsonb {requeued, failed, refunded}
 --   Jobs whose worker stopped renewing its lease: re-queued while attempts are left, else
---   failed and refunded in full. Errors: PT400.
+--   failed and refunded in full. A deleted account's job is never re-queued: failed,
+--   refunded, and the refund forfeited. Errors: PT400.
 --
 -- Locking: money-moving paths (settle, reap) lock the user's balance row first
 -- (lock_balance), then the generation row; the reaper locks users in user_id order. Claim
@@ -65,6 +72,24 @@ $$;
 comment on function creditgate_private.check_worker_id(text) is
 'Worker ids name the lease holder in logs and provider_calls: 1-100 printable characters.';
 
+create or replace function creditgate_private.default_lease_seconds()
+returns integer
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_value jsonb := creditgate_private.setting('lease_seconds');
+begin
+  if creditgate_private.json_is_int(v_value, 5, 86400) then
+    return (v_value #>> '{}')::integer;
+  end if;
+  return 120;
+end
+$$;
+comment on function creditgate_private.default_lease_seconds() is
+'The lease a claim or heartbeat gets when the worker names none: setting lease_seconds (default 120).';
+
 create or replace function creditgate_private.check_lease_seconds(p_lease_seconds integer)
 returns void
 language plpgsql
@@ -102,8 +127,8 @@ as $$
     'params', p_generation.params,
     'attempt', p_generation.attempts,
     'max_attempts', p_generation.max_attempts,
-    'lease_token', p_generation.lease_token,
-    'lease_expires_at', p_generation.lease_expires_at,
+    'lease_token', l.lease_token,
+    'lease_expires_at', l.lease_expires_at,
     'cost', p_generation.cost,
     'route', (
       select jsonb_build_object(
@@ -146,7 +171,9 @@ as $$
         and m.user_id = p_generation.user_id
         and m.purged_at is null
     ) end
-  );
+  )
+  from creditgate_private.generation_leases as l
+  where l.generation_id = p_generation.id;
 $$;
 comment on function creditgate_private.job_json(creditgate.generations) is
 'A claimed job for the worker: params, lease, route, resolved LoRA sources, edit input media.';
@@ -154,7 +181,7 @@ comment on function creditgate_private.job_json(creditgate.generations) is
 create or replace function creditgate.service_claim_generations(
   worker_id text,
   max_jobs integer default 1,
-  lease_seconds integer default 120
+  lease_seconds integer default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -162,13 +189,16 @@ set search_path = ''
 as $$
 declare
   v_ids uuid[];
+  v_lease_seconds integer := coalesce(
+    service_claim_generations.lease_seconds, creditgate_private.default_lease_seconds()
+  );
 begin
   perform creditgate_private.check_worker_id(service_claim_generations.worker_id);
   if service_claim_generations.max_jobs is null
      or service_claim_generations.max_jobs not between 1 and 100 then
     perform creditgate_private.invalid('max_jobs', 'between 1 and 100');
   end if;
-  perform creditgate_private.check_lease_seconds(service_claim_generations.lease_seconds);
+  perform creditgate_private.check_lease_seconds(v_lease_seconds);
 
   with picked as (
     select g.id
@@ -182,16 +212,31 @@ begin
     update creditgate.generations as g
     set status = 'running',
       attempts = g.attempts + 1,
-      lease_owner = service_claim_generations.worker_id,
-      lease_token = gen_random_uuid(),
-      lease_expires_at = now() + make_interval(secs => service_claim_generations.lease_seconds),
       started_at = now(),
       updated_at = now()
     from picked as p
     where g.id = p.id
     returning g.id
+  ),
+  -- One lease row per generation, reused by each attempt (a replayed settle of an earlier
+  -- attempt still finds its result: settled_lease_token is kept).
+  leased as (
+    insert into creditgate_private.generation_leases as l (
+      generation_id, lease_owner, lease_token, lease_expires_at
+    )
+    select
+      c.id,
+      service_claim_generations.worker_id,
+      gen_random_uuid(),
+      now() + make_interval(secs => v_lease_seconds)
+    from claimed as c
+    on conflict (generation_id) do update
+      set lease_owner = excluded.lease_owner,
+        lease_token = excluded.lease_token,
+        lease_expires_at = excluded.lease_expires_at
+    returning l.generation_id
   )
-  select array_agg(c.id) into v_ids from claimed as c;
+  select array_agg(l.generation_id) into v_ids from leased as l;
 
   return coalesce((
     select jsonb_agg(creditgate_private.job_json(g) order by g.created_at, g.id)
@@ -209,7 +254,7 @@ create or replace function creditgate.service_heartbeat(
   generation_id uuid,
   worker_id text,
   lease_token text,
-  lease_seconds integer default 120
+  lease_seconds integer default null
 ) returns jsonb
 language plpgsql
 security definer
@@ -218,13 +263,18 @@ as $$
 declare
   v_token uuid;
   v_generation creditgate.generations;
+  v_lease creditgate_private.generation_leases;
   v_expires_at timestamptz;
+  v_lease_seconds integer := coalesce(
+    service_heartbeat.lease_seconds, creditgate_private.default_lease_seconds()
+  );
 begin
   v_token := creditgate_private.check_lease_args(
     service_heartbeat.generation_id, service_heartbeat.worker_id, service_heartbeat.lease_token
   );
-  perform creditgate_private.check_lease_seconds(service_heartbeat.lease_seconds);
+  perform creditgate_private.check_lease_seconds(v_lease_seconds);
 
+  -- The generation row's lock guards its lease row (every writer of a lease holds it).
   select g.* into v_generation
   from creditgate.generations as g
   where g.id = service_heartbeat.generation_id
@@ -232,22 +282,24 @@ begin
   if not found then
     perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'generation'));
   end if;
+  select l.* into v_lease
+  from creditgate_private.generation_leases as l
+  where l.generation_id = v_generation.id;
   -- An expired lease is lost even before the reaper runs: the job may be re-queued any time.
   if v_generation.status <> 'running'
-     or v_generation.lease_owner is distinct from service_heartbeat.worker_id
-     or v_generation.lease_token is distinct from v_token
-     or v_generation.lease_expires_at <= now() then
+     or v_lease.lease_owner is distinct from service_heartbeat.worker_id
+     or v_lease.lease_token is distinct from v_token
+     or v_lease.lease_expires_at <= now() then
     perform creditgate_private.raise_error(
       'lease_lost',
       jsonb_build_object('generation_id', v_generation.id, 'status', v_generation.status)
     );
   end if;
 
-  update creditgate.generations as g
-  set lease_expires_at = now() + make_interval(secs => service_heartbeat.lease_seconds),
-    updated_at = now()
-  where g.id = v_generation.id
-  returning g.lease_expires_at into v_expires_at;
+  update creditgate_private.generation_leases as l
+  set lease_expires_at = now() + make_interval(secs => v_lease_seconds)
+  where l.generation_id = v_generation.id
+  returning l.lease_expires_at into v_expires_at;
   return jsonb_build_object('generation_id', v_generation.id, 'lease_expires_at', v_expires_at);
 end
 $$;
@@ -347,6 +399,7 @@ declare
   v_retryable boolean := false;
   v_actual_cost bigint;
   v_media jsonb := '[]'::jsonb;
+  v_media_in jsonb;
   v_item jsonb;
   v_index integer := 0;
   v_field text;
@@ -391,24 +444,26 @@ begin
     perform creditgate_private.invalid('outcome.actual_cost', 'only for a succeeded outcome');
   end if;
 
-  -- Media: files the worker already uploaded under media/<generation_id>/.
+  -- Media: files the worker already uploaded under media/<generation_id>/. Absent and
+  -- JSON null both mean none (as for every other optional field).
   if coalesce(jsonb_typeof(v_outcome -> 'media'), 'null') not in ('array', 'null') then
     perform creditgate_private.invalid('outcome.media', 'must be an array');
   end if;
-  if jsonb_array_length(coalesce(v_outcome -> 'media', '[]')) > 0 then
+  v_media_in := case jsonb_typeof(v_outcome -> 'media') when 'array' then v_outcome -> 'media' else '[]'::jsonb end;
+  if jsonb_array_length(v_media_in) > 0 then
     if v_status <> 'succeeded' then
       perform creditgate_private.invalid('outcome.media', 'only for a succeeded outcome');
     end if;
     if p_generation.kind = 'chat' then
       perform creditgate_private.invalid('outcome.media', 'chat generations produce no media');
     end if;
-    if jsonb_array_length(v_outcome -> 'media') > 16 then
+    if jsonb_array_length(v_media_in) > 16 then
       perform creditgate_private.invalid('outcome.media', 'at most 16 items');
     end if;
   end if;
   -- As media_storage_key_check, and the file name may not start with a dot ('..', '.env').
   v_key_pattern := '^media/' || p_generation.id::text || '/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$';
-  for v_item in select e from jsonb_array_elements(coalesce(v_outcome -> 'media', '[]')) as e loop
+  for v_item in select e from jsonb_array_elements(v_media_in) as e loop
     v_field := format('outcome.media[%s]', v_index);
     perform creditgate_private.outcome_object(
       v_item, v_field,
@@ -524,7 +579,8 @@ comment on function creditgate_private.settle_outcome(creditgate.generations, js
 'Validates a worker''s outcome strictly (PT400 naming the field) and normalizes it.';
 
 -- What a chat turn cost: the request's own price with max_tokens replaced by the output
--- tokens the provider reported, so the prompt is priced exactly as it was charged. Never
+-- tokens the provider reported, at the prices it was charged at (generations.prices, not
+-- the registry's current ones), so the prompt is priced exactly as it was charged. Never
 -- more than the charge. Pricing stays in SQL (price_params); the worker only reports usage.
 create or replace function creditgate_private.chat_actual_cost(
   p_generation creditgate.generations,
@@ -541,6 +597,9 @@ begin
   select m.* into v_model from creditgate.models as m where m.id = p_generation.model_id;
   if v_model.id is null or p_completion_tokens is null then
     return p_generation.cost;
+  end if;
+  if jsonb_typeof(p_generation.prices) = 'object' then
+    v_model := jsonb_populate_record(v_model, p_generation.prices);
   end if;
   v_params := p_generation.params || jsonb_build_object(
     'max_tokens', least(p_completion_tokens, coalesce((p_generation.params ->> 'max_tokens')::bigint, p_completion_tokens))
@@ -586,6 +645,8 @@ as $$
 declare
   v_token uuid;
   v_generation creditgate.generations;
+  v_lease creditgate_private.generation_leases;
+  v_charge_key text;
   v_outcome jsonb;
   v_status text;
   v_actual_cost bigint;
@@ -594,6 +655,7 @@ declare
   v_media jsonb := '[]'::jsonb;
   v_result jsonb;
   v_ttl interval;
+  v_deleted boolean;
 begin
   v_token := creditgate_private.check_lease_args(
     service_settle_generation.generation_id,
@@ -614,14 +676,17 @@ begin
   from creditgate.generations as g
   where g.id = service_settle_generation.generation_id
   for update;
+  select l.* into v_lease
+  from creditgate_private.generation_leases as l
+  where l.generation_id = v_generation.id;
 
   -- Replay of a settle that already took effect under this lease: first settle wins.
-  if v_generation.settled_lease_token = v_token then
-    return v_generation.settle_result;
+  if v_lease.settled_lease_token = v_token then
+    return v_lease.settle_result;
   end if;
   if v_generation.status <> 'running'
-     or v_generation.lease_owner is distinct from service_settle_generation.worker_id
-     or v_generation.lease_token is distinct from v_token then
+     or v_lease.lease_owner is distinct from service_settle_generation.worker_id
+     or v_lease.lease_token is distinct from v_token then
     perform creditgate_private.raise_error(
       'lease_lost',
       jsonb_build_object('generation_id', v_generation.id, 'status', v_generation.status)
@@ -630,7 +695,10 @@ begin
   -- An expired lease the reaper has not taken back yet is still this worker's: its result
   -- is as good as any, and taking it spares the user a retry.
 
+  -- Read under the balance lock, which the account's deletion holds until it commits.
+  v_deleted := creditgate_private.user_deleted(v_generation.user_id);
   v_status := v_outcome ->> 'status';
+  v_charge_key := 'charge:' || v_generation.id::text;
   insert into creditgate_private.provider_calls (
     generation_id, attempt, worker_id, provider, http_status, latency_ms, outcome,
     error_code, error_message, lease_token
@@ -646,20 +714,26 @@ begin
     (v_outcome #>> '{provider,latency_ms}')::integer,
     v_status,
     v_outcome #>> '{error,code}',
-    v_outcome #>> '{error,message}',
+    case when not v_deleted then v_outcome #>> '{error,message}' end,
     v_token
   );
 
   if v_status = 'succeeded' then
     v_actual_cost := (v_outcome ->> 'actual_cost')::bigint;
-    if v_actual_cost is null and v_generation.kind = 'chat'
+    if v_actual_cost is null and v_generation.kind = 'chat' and not v_deleted
        and jsonb_typeof(v_outcome #> '{output,usage,completion_tokens}') = 'number' then
       v_actual_cost := creditgate_private.chat_actual_cost(
-        v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::bigint
+        v_generation, (v_outcome #>> '{output,usage,completion_tokens}')::numeric::bigint
       );
     end if;
     v_actual_cost := coalesce(v_actual_cost, v_generation.cost);
     v_ttl := creditgate_private.media_ttl();
+    -- A deleted account gets no media rows: the uploaded files go straight to the purge.
+    insert into creditgate_private.media_purges (media_id, storage_key)
+    select gen_random_uuid(), e.item ->> 'storage_key'
+    from jsonb_array_elements(v_outcome -> 'media') as e (item)
+    where v_deleted
+    on conflict do nothing;
     with inserted as (
       insert into creditgate.media (
         generation_id, user_id, position, storage_key, content_type, bytes, width, height,
@@ -671,12 +745,14 @@ begin
         (e.n - 1)::integer,
         e.item ->> 'storage_key',
         e.item ->> 'content_type',
-        (e.item ->> 'bytes')::bigint,
-        (e.item ->> 'width')::integer,
-        (e.item ->> 'height')::integer,
+        -- Validated whole numbers, which JSON may spell 2048.0: through numeric.
+        (e.item ->> 'bytes')::numeric::bigint,
+        (e.item ->> 'width')::numeric::integer,
+        (e.item ->> 'height')::numeric::integer,
         (e.item ->> 'duration_seconds')::numeric,
         now() + v_ttl
       from jsonb_array_elements(v_outcome -> 'media') with ordinality as e (item, n)
+      where not v_deleted
       returning id, position, storage_key
     )
     select coalesce(
@@ -686,21 +762,32 @@ begin
     from inserted as i;
     if v_actual_cost < v_generation.cost then
       v_refunded := (creditgate_private.refund_credits(
-        v_generation.user_id, v_generation.charge_key, v_generation.cost - v_actual_cost,
+        v_generation.user_id, v_charge_key, v_generation.cost - v_actual_cost,
         'refund:' || v_generation.id::text, 'generation cost less than charged',
         jsonb_build_object('generation_id', v_generation.id, 'actual_cost', v_actual_cost)
       ) ->> 'refunded')::bigint;
     end if;
-  elsif (v_outcome ->> 'retryable')::boolean and v_generation.attempts < v_generation.max_attempts then
+  elsif (v_outcome ->> 'retryable')::boolean and v_generation.attempts < v_generation.max_attempts
+        and not v_deleted then
     v_status := 'queued';
     v_requeued := true;
   else
     v_actual_cost := 0;
     v_refunded := (creditgate_private.refund_credits(
-      v_generation.user_id, v_generation.charge_key, v_generation.cost,
+      v_generation.user_id, v_charge_key, v_generation.cost,
       'refund:' || v_generation.id::text, 'generation failed',
-      jsonb_build_object('generation_id', v_generation.id, 'error', v_outcome -> 'error')
+      -- The code only: the ledger is append-only, so no provider text (which may echo the
+      -- prompt) may go there; it could never be erased.
+      jsonb_build_object('generation_id', v_generation.id, 'error', jsonb_build_object(
+        'code', v_outcome #> '{error,code}'
+      ))
     ) ->> 'refunded')::bigint;
+  end if;
+  if v_deleted and v_refunded > 0 then
+    perform creditgate_private.forfeit_credits(
+      v_generation.user_id, 'forfeit:refund:' || v_generation.id::text, 'account deleted',
+      jsonb_build_object('generation_id', v_generation.id)
+    );
   end if;
 
   v_result := jsonb_build_object(
@@ -714,16 +801,21 @@ begin
   update creditgate.generations as g
   set status = v_status,
     actual_cost = v_actual_cost,
-    output = nullif(v_outcome -> 'output', 'null'::jsonb),
-    error = nullif(v_outcome -> 'error', 'null'::jsonb),
-    lease_owner = null,
-    lease_token = null,
-    lease_expires_at = null,
+    output = case when not v_deleted then nullif(v_outcome -> 'output', 'null'::jsonb) end,
+    error = case
+      when not v_deleted then nullif(v_outcome -> 'error', 'null'::jsonb)
+      when v_outcome ? 'error' then jsonb_build_object('code', v_outcome #> '{error,code}')
+    end,
     finished_at = case when v_requeued then null else now() end,
-    settle_result = v_result,
-    settled_lease_token = v_token,
     updated_at = now()
   where g.id = v_generation.id;
+  update creditgate_private.generation_leases as l
+  set lease_owner = null,
+    lease_token = null,
+    lease_expires_at = null,
+    settle_result = v_result,
+    settled_lease_token = v_token
+  where l.generation_id = v_generation.id;
   if v_requeued then
     perform pg_notify('creditgate_generations', v_generation.id::text);
   else
@@ -748,18 +840,22 @@ declare
   v_candidate record;
   v_user_id uuid;
   v_generation creditgate.generations;
+  v_lease creditgate_private.generation_leases;
   v_error jsonb;
   v_requeued integer := 0;
   v_failed integer := 0;
   v_refunded bigint := 0::bigint;
+  v_refund bigint;
+  v_deleted boolean;
 begin
   if service_reap_expired_leases.now is null then
     perform creditgate_private.invalid('now', 'required');
   end if;
   for v_candidate in
     select g.id, g.user_id
-    from creditgate.generations as g
-    where g.status = 'running' and g.lease_expires_at <= service_reap_expired_leases.now
+    from creditgate_private.generation_leases as l
+    join creditgate.generations as g on g.id = l.generation_id
+    where l.lease_expires_at <= service_reap_expired_leases.now and g.status = 'running'
     order by g.user_id, g.id
   loop
     if v_user_id is distinct from v_candidate.user_id then
@@ -771,8 +867,11 @@ begin
     from creditgate.generations as g
     where g.id = v_candidate.id
     for update;
+    select l.* into v_lease
+    from creditgate_private.generation_leases as l
+    where l.generation_id = v_generation.id;
     continue when v_generation.status <> 'running'
-      or v_generation.lease_expires_at > service_reap_expired_leases.now;
+      or v_lease.lease_expires_at > service_reap_expired_leases.now;
 
     v_error := jsonb_build_object(
       'code', 'lease_expired',
@@ -783,19 +882,21 @@ begin
     ) values (
       v_generation.id,
       v_generation.attempts,
-      v_generation.lease_owner,
+      v_lease.lease_owner,
       (select r.provider from creditgate_private.model_routes as r where r.model_id = v_generation.model_id),
       'lease_expired',
       v_error ->> 'code',
       v_error ->> 'message',
-      v_generation.lease_token
+      v_lease.lease_token
     );
-    if v_generation.attempts < v_generation.max_attempts then
+    update creditgate_private.generation_leases as l
+    set lease_owner = null, lease_token = null, lease_expires_at = null
+    where l.generation_id = v_generation.id;
+    -- A deleted account's job never runs again (its params are erased).
+    v_deleted := creditgate_private.user_deleted(v_generation.user_id);
+    if v_generation.attempts < v_generation.max_attempts and not v_deleted then
       update creditgate.generations as g
       set status = 'queued',
-        lease_owner = null,
-        lease_token = null,
-        lease_expires_at = null,
         error = v_error,
         updated_at = pg_catalog.now()
       where g.id = v_generation.id;
@@ -805,19 +906,23 @@ begin
       update creditgate.generations as g
       set status = 'failed',
         actual_cost = 0,
-        lease_owner = null,
-        lease_token = null,
-        lease_expires_at = null,
         error = v_error,
         finished_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
       where g.id = v_generation.id;
       perform pg_notify('creditgate_generation_settled', v_generation.id::text);
-      v_refunded := v_refunded + (creditgate_private.refund_credits(
-        v_generation.user_id, v_generation.charge_key, v_generation.cost,
+      v_refund := (creditgate_private.refund_credits(
+        v_generation.user_id, 'charge:' || v_generation.id::text, v_generation.cost,
         'refund:' || v_generation.id::text, 'generation failed: worker lease expired',
         jsonb_build_object('generation_id', v_generation.id, 'error', v_error)
       ) ->> 'refunded')::bigint;
+      if v_deleted and v_refund > 0 then
+        perform creditgate_private.forfeit_credits(
+          v_generation.user_id, 'forfeit:refund:' || v_generation.id::text, 'account deleted',
+          jsonb_build_object('generation_id', v_generation.id)
+        );
+      end if;
+      v_refunded := v_refunded + v_refund;
       v_failed := v_failed + 1;
     end if;
   end loop;
@@ -832,6 +937,7 @@ grant execute on function creditgate.service_reap_expired_leases(timestamptz) to
 revoke all on function creditgate_private.check_lease_args(uuid, text, text) from public, anon, authenticated;
 revoke all on function creditgate_private.check_worker_id(text) from public, anon, authenticated;
 revoke all on function creditgate_private.check_lease_seconds(integer) from public, anon, authenticated;
+revoke all on function creditgate_private.default_lease_seconds() from public, anon, authenticated;
 revoke all on function creditgate_private.job_json(creditgate.generations) from public, anon, authenticated;
 revoke all on function creditgate_private.outcome_integer(jsonb, text, bigint, bigint) from public, anon, authenticated;
 revoke all on function creditgate_private.outcome_text(jsonb, text, integer) from public, anon, authenticated;

@@ -1,6 +1,6 @@
--- creditgate.get_balance() -> jsonb {balance, available, plan, expiring, daily}   authenticated
+-- creditgate.get_balance() -> jsonb {balance, available, owed, plan, expiring, daily}   authenticated
 -- creditgate.is_admin() -> boolean                                              authenticated
--- Errors: PT401 not_authenticated.
+-- Errors: PT401 not_authenticated (get_balance: no caller; both: a deleted account).
 
 drop function if exists creditgate_private.daily_usage(uuid, text);
 create or replace function creditgate_private.daily_usage(p_balance creditgate.balances)
@@ -43,6 +43,8 @@ begin
   return jsonb_build_object(
     'balance', coalesce(v_row.balance::bigint, 0),
     'available', creditgate_private.available_credits(v_user_id, now()),
+    -- Credits a Stripe refund or dispute could not take back; the next credits pay them.
+    'owed', coalesce(v_row.owed::bigint, 0),
     'plan', coalesce(v_row.plan::text, 'free'),
     'expiring', coalesce((
       select jsonb_agg(jsonb_build_object(
@@ -59,22 +61,30 @@ begin
 end
 $$;
 comment on function creditgate.get_balance() is
-'The caller''s balance, spendable credits, plan, lots expiring within 30 days, daily usage.';
+'The caller''s balance, spendable credits, credits owed after clawbacks, plan, lots expiring within 30 days, daily usage.';
 revoke all on function creditgate.get_balance() from public, anon, authenticated;
 grant execute on function creditgate.get_balance() to authenticated;
 
 create or replace function creditgate.is_admin()
 returns boolean
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select exists (
-    select 1 from creditgate_private.admins as a where a.user_id = (select auth.uid())
-  );
+declare
+  v_user_id uuid := auth.uid();
+begin
+  if v_user_id is null then
+    return false;
+  end if;
+  -- A deleted account's still-valid JWT: PT401, as from every client function (the
+  -- service's account check for routes that only read tables).
+  perform creditgate_private.require_user();
+  return exists (select 1 from creditgate_private.admins as a where a.user_id = v_user_id);
+end
 $$;
 comment on function creditgate.is_admin() is
-'Whether the caller is an admin (creditgate_private.admins; never JWT metadata).';
+'Whether the caller is an admin (creditgate_private.admins; never JWT metadata). PT401 for a deleted account.';
 revoke all on function creditgate.is_admin() from public, anon, authenticated;
 grant execute on function creditgate.is_admin() to authenticated;

@@ -140,6 +140,71 @@ begin
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over () as rn from bad) as b;
 
+  -- Owed credits (DESIGN §3, turn 2): per user, owed >= 0 and owed = what clawbacks could
+  -- not take, less what later credits paid (the ledger's collection entries), less what won
+  -- disputes forgave.
+  return query
+  with collections as (
+    select l.user_id, l.metadata ->> 'clawback_key' as clawback_key, sum(l.amount) as collected
+    from creditgate.ledger as l
+    where l.entry_type = 'clawback' and l.metadata ? 'paid_from_entry_id'
+    group by l.user_id, l.metadata ->> 'clawback_key'
+  ),
+  per_user as (
+    select c.user_id,
+      sum(c.requested - c.taken) as shortfalls,
+      sum(c.cancelled) as cancelled,
+      coalesce(sum(k.collected), 0) as collected,
+      count(*) filter (where coalesce(k.collected, 0) + c.cancelled > c.requested - c.taken) as overpaid
+    from creditgate_private.clawbacks as c
+    left join collections as k on k.clawback_key = c.idempotency_key and k.user_id = c.user_id
+    group by c.user_id
+  ),
+  bad as (
+    select b.user_id, b.owed::bigint as owed, p.shortfalls, p.collected, p.cancelled, p.overpaid
+    from creditgate.balances as b
+    left join per_user as p on p.user_id = b.user_id
+    where b.owed < 0
+       or b.owed <> coalesce(p.shortfalls - p.collected - p.cancelled, 0)
+       or coalesce(p.overpaid, 0) > 0
+  )
+  select 'owed_matches_shortfalls'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
+
+  -- Each clawback's collected figure is the sum of the collection entries tied to it, and
+  -- every collection entry names a clawback of its user.
+  return query
+  with collections as (
+    select l.user_id, l.metadata ->> 'clawback_key' as clawback_key, sum(l.amount) as collected
+    from creditgate.ledger as l
+    where l.entry_type = 'clawback' and l.metadata ? 'paid_from_entry_id'
+    group by l.user_id, l.metadata ->> 'clawback_key'
+  ),
+  bad as (
+    select coalesce(c.idempotency_key, k.clawback_key) as clawback_key,
+      c.collected as recorded, k.collected as posted
+    from creditgate_private.clawbacks as c
+    full join collections as k on k.clawback_key = c.idempotency_key and k.user_id = c.user_id
+    where c.idempotency_key is null or c.collected <> coalesce(k.collected, 0)
+  )
+  select 'owed_collections_match_ledger'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.clawback_key) as rn from bad) as b;
+
+  -- Paid checkouts held because amount or currency did not match the pack: each needs an
+  -- operator's decision (grant by hand or refund), then resolved_at.
+  return query
+  with bad as (
+    select h.idempotency_key, h.user_id, h.price_id, h.quantity, h.reason, h.expected_amount,
+      h.expected_currency, h.amount_total, h.currency, h.created_at
+    from creditgate_private.checkout_holds as h
+    where h.resolved_at is null
+  )
+  select 'checkout_holds_unresolved'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.created_at) as rn from bad) as b;
+
   -- Settings sanity: only known keys, each of its default's JSON type (null = any).
   return query
   with bad as (
@@ -158,7 +223,7 @@ begin
   -- cost, from its owner (and no other spend names it).
   return query
   with gens as (
-    select g.* from creditgate.generations as g
+    select g.*, 'charge:' || g.id::text as charge_key from creditgate.generations as g
     where p_since is null or g.updated_at >= p_since or exists (
       select 1 from creditgate.ledger as x where x.generation_id = g.id and x.created_at >= p_since
     )
@@ -188,7 +253,7 @@ begin
   -- (by at most one entry); queued and running not refunded at all.
   return query
   with gens as (
-    select g.* from creditgate.generations as g
+    select g.*, 'charge:' || g.id::text as charge_key from creditgate.generations as g
     where p_since is null or g.updated_at >= p_since or exists (
       select 1 from creditgate.ledger as x where x.generation_id = g.id and x.created_at >= p_since
     )
@@ -213,12 +278,15 @@ begin
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.generation_id) as rn from bad) as b;
 
-  -- Ops: running jobs whose lease ran out over 10 minutes ago (is the reaper running?).
+  -- Ops: running jobs whose lease ran out over 10 minutes ago (is the reaper running?), or
+  -- that hold no lease at all (the lease lives in a private table, without a foreign key).
   return query
   with bad as (
-    select g.id as generation_id, g.lease_owner, g.lease_expires_at, g.attempts
+    select g.id as generation_id, l.lease_owner, l.lease_expires_at, g.attempts
     from creditgate.generations as g
-    where g.status = 'running' and g.lease_expires_at < now() - interval '10 minutes'
+    left join creditgate_private.generation_leases as l on l.generation_id = g.id
+    where g.status = 'running'
+      and (l.lease_expires_at is null or l.lease_expires_at < now() - interval '10 minutes')
   )
   select 'stuck_leases'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
@@ -281,6 +349,30 @@ begin
           <> coalesce(d.used, 0)
   )
   select 'daily_usage_matches_ledger'::text, count(*),
+    coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
+  from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
+
+  -- Deleted accounts hold nothing: no credits, no media rows, no work waiting to run, no
+  -- personal data on their generations (running work may still settle; it keeps nothing).
+  return query
+  with deleted as (
+    select d.user_id,
+      coalesce((select b.balance::bigint from creditgate.balances as b where b.user_id = d.user_id), 0)
+        as balance,
+      (select count(*) from creditgate.media as m where m.user_id = d.user_id) as media,
+      (select count(*) from creditgate.generations as g
+       where g.user_id = d.user_id
+         and (g.status = 'queued' or g.params <> '{}'::jsonb or g.output is not null))
+      + (select count(*) from creditgate_private.generation_requests as r
+         where r.user_id = d.user_id and r.client_ip is not null) as generations
+    from creditgate_private.deleted_users as d
+    where p_since is null or d.deleted_at >= p_since
+  ),
+  bad as (
+    select x.* from deleted as x
+    where x.balance <> 0 or x.media > 0 or x.generations > 0
+  )
+  select 'deleted_users_hold_nothing'::text, count(*),
     coalesce(jsonb_agg(to_jsonb(b) - 'rn') filter (where b.rn <= 5), '[]')
   from (select bad.*, row_number() over (order by bad.user_id) as rn from bad) as b;
 end

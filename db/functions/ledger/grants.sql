@@ -4,7 +4,7 @@
 --                                                               authenticated, admin checked inside
 -- Errors: PT400 invalid_request, PT401, PT403 forbidden, PT404 not_found (unknown user),
 --         PT409 idempotency_key_reused. service_grant_credits refuses keys in creditgate's
---         own namespaces (PT400); admin_add_credits stores its keys as admin:<key>.
+--         own namespaces (PT400; owed: is what collections of owed credits post under); admin_add_credits stores its keys as admin:<key>.
 
 create or replace function creditgate.service_grant_credits(
   user_id uuid,
@@ -25,10 +25,10 @@ begin
   -- creditgate's own keys are posted by creditgate alone. A grant under one would squat
   -- an entry creditgate owes later: a generation's refund (refund:<id>) would then fail
   -- with PT409 forever, a lot's expiry or a Stripe event's credits likewise.
-  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire):' then
+  if service_grant_credits.idempotency_key ~ '^(signup|stripe|admin|charge|refund|expire|forfeit|owed):' then
     perform creditgate_private.invalid(
       'idempotency_key',
-      'the prefixes signup:, stripe:, admin:, charge:, refund: and expire: are creditgate''s own'
+      'the prefixes signup:, stripe:, admin:, charge:, refund:, expire:, forfeit: and owed: are creditgate''s own'
     );
   end if;
   return creditgate_private.grant_credits(
@@ -61,13 +61,14 @@ set search_path = ''
 as $$
 declare
   v_admin_id uuid := creditgate_private.require_admin();
+  v_result jsonb;
 begin
   if admin_add_credits.reason is null or length(trim(admin_add_credits.reason)) = 0 then
     perform creditgate_private.invalid('reason', 'required');
   end if;
   perform creditgate_private.check_key(admin_add_credits.idempotency_key);
   -- Namespaced so an admin key can never collide with a system key (stripe:, signup:...).
-  return creditgate_private.grant_credits(
+  v_result := creditgate_private.grant_credits(
     admin_add_credits.user_id,
     admin_add_credits.amount,
     'admin_recharge',
@@ -76,8 +77,13 @@ begin
     null,
     50,
     admin_add_credits.reason,
-    jsonb_build_object('admin_id', v_admin_id)
+    '{}'::jsonb
   );
+  -- Who granted it stays server-side (the ledger is readable by its owner).
+  insert into creditgate_private.admin_grants (ledger_id, admin_id)
+  values ((v_result ->> 'entry_id')::bigint, v_admin_id)
+  on conflict (ledger_id) do nothing;
+  return v_result;
 end
 $$;
 comment on function creditgate.admin_add_credits(uuid, bigint, text, text) is

@@ -6,7 +6,7 @@
 -- find_entry locks the idempotency key (a transaction advisory lock), so two users' calls
 -- with one key take turns too; nothing waits for a balance while holding a key.
 --
--- require_user() -> uuid                         PT401 not_authenticated
+-- require_user() -> uuid                         PT401 not_authenticated (also a deleted account)
 -- require_admin() -> uuid                        PT401, PT403 forbidden
 -- check_key(p_key)                               PT400 invalid_request
 -- lock_balance(p_user_id, p_create) -> bigint    PT404 not_found
@@ -17,6 +17,10 @@
 -- grant_credits(...) -> jsonb                    PT400, PT404, PT409
 -- spend_credits(...) -> jsonb                    PT400, PT402, PT404, PT409
 -- refund_credits(...) -> jsonb                   PT400, PT404, PT409
+-- collect_owed(p_user_id, p_source_id, p_amount, p_now) -> bigint
+--                                                (caller holds the balance lock)
+-- owed_paid(p_entry) -> jsonb                     what collect_owed took after an entry
+-- take_clawback(...) -> jsonb                     (caller holds the balance and key locks)
 
 create or replace function creditgate_private.require_user()
 returns uuid
@@ -30,11 +34,18 @@ begin
   if v_user_id is null then
     perform creditgate_private.raise_error('not_authenticated');
   end if;
+  -- A deleted account's JWT stays valid until it expires; it may do nothing. (The lookup
+  -- is written out, not a call of user_deleted(): one function call less per request.)
+  if exists (select 1 from creditgate_private.deleted_users as d where d.user_id = v_user_id) then
+    perform creditgate_private.raise_error(
+      'not_authenticated', jsonb_build_object('reason', 'account_deleted')
+    );
+  end if;
   return v_user_id;
 end
 $$;
 comment on function creditgate_private.require_user() is
-'The calling user from the verified JWT (auth.uid()), or PT401.';
+'The calling user from the verified JWT (auth.uid()), or PT401 (none, or a deleted account).';
 
 create or replace function creditgate_private.require_admin()
 returns uuid
@@ -303,6 +314,10 @@ begin
   perform creditgate_private.lock_balance(p_user_id, true);
   v_entry := creditgate_private.find_entry(p_key, v_hash);
   if v_entry.id is null then
+    -- A deleted account keeps nothing (its balance was forfeited): no new credits either.
+    if creditgate_private.user_deleted(p_user_id) then
+      perform creditgate_private.raise_error('not_found', jsonb_build_object('object', 'user'));
+    end if;
     if p_expires_at is not null and p_expires_at <= p_now then
       perform creditgate_private.invalid('expires_at', 'must be in the future');
     end if;
@@ -317,10 +332,16 @@ begin
     returning id into v_lot_id;
     insert into creditgate_private.lot_movements (ledger_id, lot_id, amount)
     values (v_entry.id, v_lot_id, p_amount);
+    -- Credits owed after a clawback are paid first (DESIGN §3, turn 2).
+    if creditgate_private.collect_owed(p_user_id, v_entry.id, p_amount, p_now) > 0 then
+      return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('lot_id', v_lot_id)
+        || creditgate_private.owed_paid(v_entry);
+    end if;
     return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('lot_id', v_lot_id);
   end if;
   select l.id into v_lot_id from creditgate.credit_lots as l where l.source_entry_id = v_entry.id;
-  return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('lot_id', v_lot_id);
+  return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('lot_id', v_lot_id)
+    || creditgate_private.owed_paid(v_entry);
 end
 $$;
 comment on function creditgate_private.grant_credits(uuid, bigint, text, text, text, timestamptz, integer, text, jsonb, text, timestamptz) is
@@ -424,7 +445,8 @@ begin
   perform creditgate_private.lock_balance(p_user_id);
   v_entry := creditgate_private.find_entry(p_key, v_hash);
   if v_entry.id is not null then
-    return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('refunded', v_entry.amount);
+    return creditgate_private.entry_json(v_entry, true) || jsonb_build_object('refunded', v_entry.amount)
+      || creditgate_private.owed_paid(v_entry);
   end if;
 
   select l.* into v_charge from creditgate.ledger as l where l.idempotency_key = p_charge_key;
@@ -490,11 +512,169 @@ begin
   if v_returned <> v_amount then
     raise exception 'refund % of charge % returned % to lots', v_amount, p_charge_key, v_returned;
   end if;
+  -- A refund of work charged before a clawback pays what is owed first: credits that work
+  -- held when the dispute came never come back spendable.
+  if creditgate_private.collect_owed(p_user_id, v_entry.id, v_amount, now()) > 0 then
+    return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('refunded', v_amount)
+      || creditgate_private.owed_paid(v_entry);
+  end if;
   return creditgate_private.entry_json(v_entry, false) || jsonb_build_object('refunded', v_amount);
 end
 $$;
 comment on function creditgate_private.refund_credits(uuid, text, bigint, text, text, jsonb) is
 'Refunds up to what charge p_charge_key still holds, once per key, back into its lots.';
+
+create or replace function creditgate_private.collect_owed(
+  p_user_id uuid,
+  p_source_id bigint,
+  p_amount bigint,
+  p_now timestamptz
+) returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_owed bigint;
+  v_left bigint;
+  v_open record;
+  v_take bigint;
+  v_entry creditgate.ledger;
+  v_paid bigint := 0;
+begin
+  -- Called by every primitive that credits the user (grants, purchases, refunds, a won
+  -- dispute's return), after its entry is posted, with the balance lock held. While the
+  -- user owes credits nothing else is spendable (a clawback took all of it, and each
+  -- collection takes all that arrived or all that is owed), so what is spendable now is
+  -- what just arrived: it pays the oldest open shortfalls first, one clawback entry per
+  -- dispute, each tied to it by its key and metadata.
+  select b.owed into v_owed from creditgate.balances as b where b.user_id = p_user_id;
+  if coalesce(v_owed, 0) = 0 then
+    return 0;
+  end if;
+  v_left := least(v_owed, p_amount, creditgate_private.available_credits(p_user_id, p_now));
+  for v_open in
+    select c.idempotency_key, c.requested - c.taken - c.collected - c.cancelled as open
+    from creditgate_private.clawbacks as c
+    where c.user_id = p_user_id
+      and c.collected + c.cancelled < c.requested - c.taken
+    order by c.created_at, c.idempotency_key
+    for update
+  loop
+    exit when v_left <= 0;
+    v_take := least(v_left, v_open.open);
+    v_entry := creditgate_private.post_entry(
+      p_user_id, 'clawback', v_take,
+      'owed:' || p_source_id::text || ':' || v_open.idempotency_key,
+      md5(jsonb_build_array('owed', p_user_id, p_source_id, v_open.idempotency_key, v_take)::text),
+      null, null, 'owed after a clawback',
+      jsonb_build_object('clawback_key', v_open.idempotency_key, 'paid_from_entry_id', p_source_id)
+    );
+    perform creditgate_private.move_lots(v_entry.id, p_user_id, v_take, p_now, true);
+    update creditgate_private.clawbacks as c
+    set collected = c.collected + v_take
+    where c.idempotency_key = v_open.idempotency_key;
+    v_left := v_left - v_take;
+    v_paid := v_paid + v_take;
+  end loop;
+  if v_paid > 0 then
+    update creditgate.balances as b set owed = b.owed - v_paid where b.user_id = p_user_id;
+  end if;
+  return v_paid;
+end
+$$;
+comment on function creditgate_private.collect_owed(uuid, bigint, bigint, timestamptz) is
+'Pays what the user owes after clawbacks from credits that just arrived (entry p_source_id), oldest shortfall first.';
+
+create or replace function creditgate_private.owed_paid(p_entry creditgate.ledger)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_paid bigint;
+  v_balance bigint;
+begin
+  -- Collections are posted in the credit's own transaction, so they share its created_at
+  -- (the ledger's per-user index finds them). Nothing collected: no keys added, so results
+  -- stay as they were before owed credits existed.
+  select sum(l.amount), (array_agg(l.balance_after order by l.id desc))[1]
+  into v_paid, v_balance
+  from creditgate.ledger as l
+  where l.user_id = p_entry.user_id
+    and l.created_at = p_entry.created_at
+    and l.id > p_entry.id
+    and l.entry_type = 'clawback'
+    and l.metadata ->> 'paid_from_entry_id' = p_entry.id::text;
+  if v_paid is null then
+    return '{}'::jsonb;
+  end if;
+  return jsonb_build_object('owed_paid', v_paid, 'balance', v_balance);
+end
+$$;
+comment on function creditgate_private.owed_paid(creditgate.ledger) is
+'What collect_owed took after a credit entry and the balance it left ({} if nothing): part of the entry''s result, replays too.';
+
+create or replace function creditgate_private.take_clawback(
+  p_user_id uuid,
+  p_key text,
+  p_hash text,
+  p_amount bigint,
+  p_reason text,
+  p_metadata jsonb,
+  p_kind text default 'clawback',
+  p_payment_id text default null,
+  p_payment_amount bigint default null,
+  p_amount_refunded bigint default null,
+  p_payment_credits bigint default null,
+  p_now timestamptz default now()
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_taken bigint := 0;
+  v_entry creditgate.ledger;
+  v_balance bigint;
+begin
+  -- The caller holds the balance lock and the key's lock and found no clawback under the
+  -- key. Takes what is spendable now (paid lots first); the rest is owed.
+  if p_amount > 0 then
+    v_taken := least(p_amount, creditgate_private.available_credits(p_user_id, p_now));
+  end if;
+  if v_taken > 0 then
+    v_entry := creditgate_private.post_entry(
+      p_user_id, 'clawback', v_taken, p_key, p_hash, null, null, p_reason, p_metadata
+    );
+    perform creditgate_private.move_lots(v_entry.id, p_user_id, v_taken, p_now, true);
+  end if;
+  insert into creditgate_private.clawbacks (
+    idempotency_key, user_id, requested, taken, ledger_id, reason, kind, payment_id,
+    payment_amount, amount_refunded, payment_credits
+  ) values (
+    p_key, p_user_id, p_amount, v_taken, v_entry.id, p_reason, p_kind, p_payment_id,
+    p_payment_amount, p_amount_refunded, p_payment_credits
+  )
+  on conflict (idempotency_key) do nothing;
+  if not found then
+    -- Unreachable while the caller holds the key's lock (kept so a clawback can never be
+    -- recorded twice). Nothing of this call survives the error.
+    perform creditgate_private.raise_error(
+      'idempotency_key_reused', jsonb_build_object('idempotency_key', p_key)
+    );
+  end if;
+  update creditgate.balances as b
+  set owed = b.owed + (p_amount - v_taken)
+  where b.user_id = p_user_id
+  returning b.balance into v_balance;
+  return jsonb_build_object(
+    'requested', p_amount, 'taken', v_taken, 'shortfall', p_amount - v_taken,
+    'entry_id', v_entry.id, 'balance', v_balance, 'replayed', false
+  );
+end
+$$;
+comment on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, bigint, timestamptz) is
+'Takes back up to p_amount of what is spendable (paid first), records the clawback and adds the rest to what is owed.';
 
 revoke all on function creditgate_private.require_user() from public, anon, authenticated;
 revoke all on function creditgate_private.require_admin() from public, anon, authenticated;
@@ -508,3 +688,6 @@ revoke all on function creditgate_private.entry_json(creditgate.ledger, boolean)
 revoke all on function creditgate_private.grant_credits(uuid, bigint, text, text, text, timestamptz, integer, text, jsonb, text, timestamptz) from public, anon, authenticated;
 revoke all on function creditgate_private.spend_credits(uuid, bigint, text, uuid, text, jsonb, timestamptz) from public, anon, authenticated;
 revoke all on function creditgate_private.refund_credits(uuid, text, bigint, text, text, jsonb) from public, anon, authenticated;
+revoke all on function creditgate_private.collect_owed(uuid, bigint, bigint, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.owed_paid(creditgate.ledger) from public, anon, authenticated;
+revoke all on function creditgate_private.take_clawback(uuid, text, text, bigint, text, jsonb, text, text, bigint, bigint, bigint, timestamptz) from public, anon, authenticated;

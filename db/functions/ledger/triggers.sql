@@ -23,7 +23,7 @@ begin
   new.delta := case
     when new.entry_type in ('signup_bonus', 'purchase', 'grant', 'admin_recharge', 'refund')
       then new.amount
-    when new.entry_type in ('spend', 'expire', 'clawback')
+    when new.entry_type in ('spend', 'expire', 'clawback', 'forfeit')
       then -new.amount
   end;
   if (new.entry_type = 'refund') <> (new.charge_key is not null) then

@@ -21,6 +21,8 @@ begin
       "description": "true switches off new generations (PT503 maintenance)"},
     "signup_bonus": {"value": 1000,
       "description": "credits granted to each new user (0 = none)"},
+    "anonymous_signup_bonus": {"value": 0,
+      "description": "credits granted to each new anonymous user (auth.users.is_anonymous); the signup bonus waits until the user becomes permanent"},
     "signup_bonus_expires_days": {"value": null,
       "description": "days until the signup bonus expires (null = never)"},
     "plan_daily_caps": {"value": {"free": 20000, "pro": 500000},
@@ -34,7 +36,9 @@ begin
     "lease_seconds": {"value": 120,
       "description": "default worker lease on a claimed generation"},
     "max_lease_seconds": {"value": 3600,
-      "description": "longest lease a worker may ask for"}
+      "description": "longest lease a worker may ask for"},
+    "client_ip_header": {"value": "cf-connecting-ip",
+      "description": "the one request header that holds the client address for per-IP rate limits: a header name (cf-connecting-ip: set by Supabase''s edge and by the bundled service) or x-forwarded-for:N (the Nth entry from the right, N = trusted proxies that append to it); see docs/security.md"}
   }'::jsonb;
 end
 $$;
@@ -100,6 +104,10 @@ begin
       if not creditgate_private.json_is_int(p_value, 0, 1000000000) then
         return 'must be an integer between 0 and 1000000000';
       end if;
+    when 'anonymous_signup_bonus' then
+      if not creditgate_private.json_is_int(p_value, 0, 1000000000) then
+        return 'must be an integer between 0 and 1000000000';
+      end if;
     when 'signup_bonus_expires_days' then
       if v_type <> 'null' and not creditgate_private.json_is_int(p_value, 1, 3650) then
         return 'must be null or an integer between 1 and 3650';
@@ -136,6 +144,10 @@ begin
     when 'max_lease_seconds' then
       if not creditgate_private.json_is_int(p_value, 5, 86400) then
         return 'must be an integer between 5 and 86400';
+      end if;
+    when 'client_ip_header' then
+      if v_type <> 'string' or (p_value #>> '{}') !~ '^[a-z0-9][a-z0-9-]{0,63}(:[1-9][0-9]?)?$' then
+        return 'must be a lower-case header name, optionally with :N (1-99) for the Nth comma-separated entry from the right';
       end if;
     else
       return 'unknown setting';

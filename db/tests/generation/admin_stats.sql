@@ -65,7 +65,7 @@ select is(
 );
 select is(
   (select s -> 'credits' from stats),
-  '{"granted": 3000, "spent": 540, "refunded": 127, "expired": 0, "clawed_back": 0, "net_spent": 413}'::jsonb,
+  '{"granted": 3000, "spent": 540, "refunded": 127, "expired": 0, "clawed_back": 0, "forfeited": 0, "net_spent": 413}'::jsonb,
   'credits: three signup bonuses granted, four charges, two refunds'
 );
 select is(
@@ -80,7 +80,7 @@ select is(
   creditgate.admin_stats(now() + interval '1 minute') - 'since',
   '{"users": {"total": 3, "new": 0, "active": 0},
     "generations": {"total": 0, "by_status": {}, "by_kind": {}, "by_model": {}, "by_day": []},
-    "credits": {"granted": 0, "spent": 0, "refunded": 0, "expired": 0, "clawed_back": 0, "net_spent": 0},
+    "credits": {"granted": 0, "spent": 0, "refunded": 0, "expired": 0, "clawed_back": 0, "forfeited": 0, "net_spent": 0},
     "providers": []}'::jsonb,
   'nothing happened after since: zeros and empty groups'
 );

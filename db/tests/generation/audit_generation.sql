@@ -72,8 +72,8 @@ select is(
 
 -- A generation nobody paid for.
 select pg_temp.audit_after(format($$
-  insert into creditgate.generations (id, user_id, model_id, kind, params, cost, idempotency_key, request_hash, charge_key)
-  values ('a0000000-0000-4000-8000-000000000001', %L, 'img-test', 'image', '{}', 100, 'free-ride', 'x', 'charge:a0000000-0000-4000-8000-000000000001')
+  insert into creditgate.generations (id, user_id, model_id, kind, params, cost, idempotency_key)
+  values ('a0000000-0000-4000-8000-000000000001', %L, 'img-test', 'image', '{}', 100, 'free-ride')
 $$, :'u')) as a_unpaid \gset
 select is(pg_temp.failures(:'a_unpaid', 'generation_charged_once'), 1::bigint, 'a generation without a spend is caught');
 select is(pg_temp.check_of(:'a_unpaid', 'generation_charged_once') #>> '{samples,0,generation_id}',
@@ -117,10 +117,10 @@ select is(pg_temp.failures(:'a_early', 'generation_refunds_match_outcome'), 1::b
 
 -- Stuck leases: the reaper has not run for a while.
 select pg_temp.audit_after(format(
-  'update creditgate.generations set lease_expires_at = now() - interval %L where id = %L', '9 minutes', :'g_run'
+  'update creditgate_private.generation_leases set lease_expires_at = now() - interval %L where generation_id = %L', '9 minutes', :'g_run'
 )) as a_recent \gset
 select pg_temp.audit_after(format(
-  'update creditgate.generations set lease_expires_at = now() - interval %L where id = %L', '11 minutes', :'g_run'
+  'update creditgate_private.generation_leases set lease_expires_at = now() - interval %L where generation_id = %L', '11 minutes', :'g_run'
 )) as a_stuck \gset
 select is(pg_temp.failures(:'a_recent', 'stuck_leases'), 0::bigint, 'a lease expired 9 minutes ago is not stuck yet');
 select is(pg_temp.failures(:'a_stuck', 'stuck_leases'), 1::bigint, 'a lease expired 11 minutes ago is stuck');

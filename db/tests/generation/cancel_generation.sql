@@ -44,9 +44,10 @@ select is((creditgate.get_balance() ->> 'balance')::bigint, (:before - 33 - 33):
 -- Only queued generations can be canceled.
 select tests.as_owner();
 update creditgate.generations
-set status = 'running', attempts = 1, lease_owner = 'w1', lease_token = gen_random_uuid(),
-    lease_expires_at = now() + interval '1 minute', started_at = now()
+set status = 'running', attempts = 1, started_at = now()
 where id = :'g2';
+insert into creditgate_private.generation_leases (generation_id, lease_owner, lease_token, lease_expires_at)
+values (:'g2', 'w1', gen_random_uuid(), now() + interval '1 minute');
 update creditgate.generations set status = 'succeeded', actual_cost = 33, finished_at = now() where id = :'g3';
 select tests.as_user(:'u');
 select throws_ok(format('select creditgate.cancel_generation(%L)', :'g2'),

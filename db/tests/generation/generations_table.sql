@@ -43,21 +43,20 @@ select is(pg_temp.violation(format(
   'update creditgate.generations set attempts = -1 where id = %L', :'g')),
   '23514 generations_attempts_check', 'negative attempts are refused');
 
-select is(pg_temp.violation(format(
-  'update creditgate.generations set charge_key = %L where id = %L', 'charge:other', :'g')),
-  '23514 generations_charge_key_check', 'a charge key other than charge:<id> is refused');
+select hasnt_column('creditgate', 'generations', 'charge_key',
+  'no charge_key column: the charge key is charge:<id> by construction, derived where needed');
 
+-- The lease lives in creditgate_private.generation_leases (0010): all of it or none of it.
 select is(pg_temp.violation(format(
-  'update creditgate.generations set status = %L where id = %L', 'running', :'g')),
-  '23514 generations_lease_check', 'running without a lease is refused');
+  'insert into creditgate_private.generation_leases (generation_id, lease_owner) values (%L, %L)', :'g', 'w')),
+  '23514 generation_leases_lease_check', 'a lease owner without a token and an expiry is refused');
 select is(pg_temp.violation(format(
-  'update creditgate.generations set lease_owner = %L, lease_token = gen_random_uuid(),'
-  ' lease_expires_at = now() + interval %L where id = %L', 'w', '1 minute', :'g')),
-  '23514 generations_lease_check', 'a lease on a queued generation is refused');
+  'insert into creditgate_private.generation_leases (generation_id, lease_token, lease_owner) values (%L, gen_random_uuid(), %L)', :'g', 'w')),
+  '23514 generation_leases_lease_check', 'a lease without an expiry is refused');
 select is(pg_temp.violation(format(
-  'update creditgate.generations set status = %L, lease_owner = %L, lease_token = gen_random_uuid(),'
-  ' lease_expires_at = now() + interval %L where id = %L', 'running', 'w', '1 minute', :'g')),
-  'no error', 'running with a full lease is allowed');
+  'insert into creditgate_private.generation_leases (generation_id, lease_owner, lease_token, lease_expires_at)'
+  ' values (%L, %L, gen_random_uuid(), now() + interval %L)', :'g', 'w', '1 minute')),
+  'no error', 'a full lease is allowed');
 
 select is(pg_temp.violation(format(
   'update creditgate.generations set status = %L where id = %L', 'paused', :'g')),

@@ -48,12 +48,12 @@ select is((creditgate.request_generation('img-test', '{"prompt": "4"}', 'd-4') -
 select tests.as_owner();
 update creditgate.generations set status = 'failed', finished_at = now()
 where user_id = :'u' and idempotency_key = 'd-2';
-select creditgate_private.refund_credits(:'u', g.charge_key, g.cost, 'refund:' || g.id)
+select creditgate_private.refund_credits(:'u', 'charge:' || g.id, g.cost, 'refund:' || g.id)
 from creditgate.generations as g where g.user_id = :'u' and g.idempotency_key = 'd-2';
 update creditgate.generations as g
 set status = 'succeeded', actual_cost = 3, finished_at = now()
 where user_id = :'u' and idempotency_key = 'd-3';
-select creditgate_private.refund_credits(:'u', g.charge_key, 30, 'refund:' || g.id)
+select creditgate_private.refund_credits(:'u', 'charge:' || g.id, 30, 'refund:' || g.id)
 from creditgate.generations as g where g.user_id = :'u' and g.idempotency_key = 'd-3';
 select tests.as_user(:'u');
 select is(creditgate.get_balance() -> 'daily', '{"used": 37, "cap": 100}'::jsonb,

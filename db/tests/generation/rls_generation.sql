@@ -90,8 +90,8 @@ select throws_ok(format($$update creditgate.generations set status = 'succeeded'
 select throws_ok(format($$delete from creditgate.generations where id = %L$$, :'g'),
   '42501', 'permission denied for table generations', 'a user cannot delete their generation');
 select throws_ok(
-  format($$insert into creditgate.generations (user_id, model_id, kind, params, cost, idempotency_key, request_hash, charge_key)
-           values (%L, 'img-test', 'image', '{}', 1, 'x', 'x', 'x')$$, :'u'),
+  format($$insert into creditgate.generations (user_id, model_id, kind, params, cost, idempotency_key)
+           values (%L, 'img-test', 'image', '{}', 1, 'x')$$, :'u'),
   '42501', 'permission denied for table generations', 'a user cannot insert a generation');
 select throws_ok(format($$update creditgate.media set saved = true where id = %L$$, :'m'),
   '42501', 'permission denied for table media', 'a user cannot update media directly');

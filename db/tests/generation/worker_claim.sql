@@ -34,19 +34,19 @@ select is(
 );
 select results_eq(
   format($$select status::text, attempts, lease_owner, lease_expires_at, started_at
-    from creditgate.generations where id in (%L, %L) order by created_at$$, :'g2', :'g3'),
+    from tests.generations_full where id in (%L, %L) order by created_at$$, :'g2', :'g3'),
   $$values ('running'::text, 1, 'worker-a'::text, now() + interval '60 seconds', now()),
            ('running'::text, 1, 'worker-a'::text, now() + interval '60 seconds', now())$$,
   'claimed jobs are running, attempt 1, leased to the worker for lease_seconds'
 );
 select is(
-  (select count(distinct lease_token) from creditgate.generations where id in (:'g2', :'g3')),
+  (select count(distinct lease_token) from tests.generations_full where id in (:'g2', :'g3')),
   2::bigint,
   'each claimed job has its own lease token'
 );
 select is(
   (select jsonb_agg(j ->> 'lease_token' order by j ->> 'generation_id') from claim1, jsonb_array_elements(jobs) as j),
-  (select jsonb_agg(lease_token::text order by id::text) from creditgate.generations where id in (:'g2', :'g3')),
+  (select jsonb_agg(lease_token::text order by id::text) from tests.generations_full where id in (:'g2', :'g3')),
   'the job carries the stored lease token'
 );
 select is(
@@ -101,7 +101,7 @@ select is(
   'the next claim takes what is left'
 );
 select is(
-  (select lease_expires_at from creditgate.generations where id = :'g1'),
+  (select lease_expires_at from tests.generations_full where id = :'g1'),
   now() + interval '120 seconds',
   'lease_seconds defaults to 120'
 );

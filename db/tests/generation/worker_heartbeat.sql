@@ -18,7 +18,7 @@ select is(
   'heartbeat extends the lease to now + lease_seconds and says until when'
 );
 select is(
-  (select lease_expires_at from creditgate.generations where id = :'g'),
+  (select lease_expires_at from tests.generations_full where id = :'g'),
   now() + interval '300 seconds',
   'the new expiry is stored'
 );
@@ -27,7 +27,7 @@ select is(
   'lease_seconds defaults to 120'
 );
 select is(
-  (select lease_token::text || lease_owner || status || attempts::text from creditgate.generations where id = :'g'),
+  (select lease_token::text || lease_owner || status || attempts::text from tests.generations_full where id = :'g'),
   :'token' || 'w1' || 'running' || '1',
   'a heartbeat changes nothing but the expiry'
 );
@@ -42,7 +42,7 @@ select throws_ok(format('select creditgate.service_heartbeat(%L, %L, %L, 60)', :
 
 -- An expired lease is lost, even before the reaper runs.
 select tests.as_owner();
-update creditgate.generations set lease_expires_at = now() - interval '1 second' where id = :'g_other';
+update creditgate_private.generation_leases set lease_expires_at = now() - interval '1 second' where generation_id = :'g_other';
 select tests.as_service();
 select throws_ok(format('select creditgate.service_heartbeat(%L, %L, %L, 60)', :'g_other', 'w2', :'token_other'),
   'PT409', 'lease_lost', 'an expired lease cannot be renewed');
@@ -72,7 +72,7 @@ select throws_ok(format('select creditgate.service_heartbeat(%L, %L, %L, 4)', :'
 select throws_ok(format('select creditgate.service_heartbeat(%L, %L, %L, 3601)', :'g', 'w1', :'token'),
   'PT400', 'invalid_request', 'lease_seconds <= 3600');
 select throws_ok(format('select creditgate.service_heartbeat(%L, %L, %L, null)', :'g', 'w1', :'token'),
-  'PT400', 'invalid_request', 'lease_seconds is required');
+  'PT409', 'lease_lost', 'a null lease_seconds passes validation (it means setting lease_seconds: worker_lease_setting.sql)');
 
 select tests.as_owner();
 select * from finish();

@@ -74,7 +74,7 @@ select is(
 select is(
   (select array_agg(c.relname || '.' || a.attname order by c.relname, a.attname)
    from pg_attribute as a inner join pg_class as c on c.oid = a.attrelid
-   where (c.oid, a.attname) in (('creditgate.generations'::regclass, 'settled_lease_token'),
+   where (c.oid, a.attname) in (('creditgate_private.generation_leases'::regclass, 'settled_lease_token'),
                                 ('creditgate_private.provider_calls'::regclass, 'lease_token'))
      and col_description(c.oid, a.attnum) is null),
   null,

@@ -38,14 +38,14 @@ select tests.as_owner();
 
 select is(
   (select row(status, attempts, lease_owner, lease_token, lease_expires_at, error ->> 'code')::text
-   from creditgate.generations where id = :'g_retry'),
+   from tests.generations_full where id = :'g_retry'),
   row('queued', 1, null::text, null::uuid, null::timestamptz, 'lease_expired')::text,
   'attempts left: queued again, lease cleared, error lease_expired'
 );
 select is(tests.balance_of(:'u'), :u0::bigint - 100 - 20, 're-queued: the charge stands');
 select is(
   (select row(status, actual_cost, lease_token, finished_at = now(), error ->> 'code')::text
-   from creditgate.generations where id = :'g_last'),
+   from tests.generations_full where id = :'g_last'),
   row('failed', 0, null::uuid, true, 'lease_expired')::text,
   'last attempt: failed, lease cleared, finished'
 );

@@ -42,8 +42,7 @@ $$;
 create function pg_temp.refunds(p_generation uuid) returns bigint
 language sql as $$
   select coalesce(sum(l.amount), 0)::bigint from creditgate.ledger as l
-  join creditgate.generations as g on g.charge_key = l.charge_key
-  where g.id = p_generation and l.entry_type = 'refund'
+  where l.charge_key = 'charge:' || p_generation::text and l.entry_type = 'refund'
 $$;
 
 -- ------------------------------------------------------------------ succeeded image
@@ -81,12 +80,12 @@ select results_eq(
 select is(
   (select row(status, actual_cost = cost, output, error is null, lease_owner is null,
     lease_token is null, lease_expires_at is null, finished_at = now())::text
-   from creditgate.generations where id = :'g_img'),
+   from tests.generations_full where id = :'g_img'),
   row('succeeded', true, '{"seed": 42}'::jsonb, true, true, true, true, true)::text,
   'the generation: succeeded at full price, output stored, no error, lease cleared, finished'
 );
 select is(
-  (select settle_result from creditgate.generations where id = :'g_img'), :'r_img'::jsonb,
+  (select settle_result from tests.generations_full where id = :'g_img'), :'r_img'::jsonb,
   'the result is stored with the generation'
 );
 select is(tests.balance_of(:'u'), :b_charged::bigint, 'succeeded at full price: no refund, the charge stands');
@@ -207,7 +206,7 @@ select is(
 );
 select is(tests.balance_of(:'u'), :b_before_fail::bigint, 'failed: the balance is exactly what it was before the request');
 select is(
-  (select row(status, actual_cost, error, finished_at = now(), lease_token is null)::text from creditgate.generations where id = :'g_fail'),
+  (select row(status, actual_cost, error, finished_at = now(), lease_token is null)::text from tests.generations_full where id = :'g_fail'),
   row('failed', 0, '{"code": "bad_request", "message": "nope"}'::jsonb, true, true)::text,
   'failed: the error is stored, nothing was paid, lease cleared, finished'
 );
@@ -240,7 +239,7 @@ select is(
 );
 select is(
   (select row(status, attempts, lease_owner, lease_token, lease_expires_at, finished_at, actual_cost, error ->> 'code')::text
-   from creditgate.generations where id = :'g_retry'),
+   from tests.generations_full where id = :'g_retry'),
   row('queued', 1, null::text, null::uuid, null::timestamptz, null::timestamptz, null::bigint, 'server_error')::text,
   're-queued: lease cleared, attempt count kept, last error stored'
 );
@@ -251,7 +250,7 @@ select is((select status from creditgate.generations where id = :'g_retry'), 'qu
 
 select pg_temp.claim(:'g_retry', 'w5') as t_retry2 \gset
 select is(
-  (select row(status, attempts, lease_owner)::text from creditgate.generations where id = :'g_retry'),
+  (select row(status, attempts, lease_owner)::text from tests.generations_full where id = :'g_retry'),
   row('running', 2, 'w5')::text,
   'the re-queued job is claimable again: attempt 2'
 );
@@ -350,7 +349,7 @@ select tests.as_owner();
 select is((select count(*) from creditgate.ledger), :ledger_rows::bigint, 'lease_lost: the ledger is untouched');
 select is(tests.balance_of(:'u'), :b_stale::bigint, 'lease_lost: the balance is untouched');
 select is(
-  (select row(status, attempts, lease_owner, lease_token::text)::text from creditgate.generations where id = :'g_stale'),
+  (select row(status, attempts, lease_owner, lease_token::text)::text from tests.generations_full where id = :'g_stale'),
   row('running', 2, 'w8', :'t_stale2')::text,
   'lease_lost: the new holder keeps the job'
 );
@@ -359,7 +358,7 @@ select is((select count(*) from creditgate.media where generation_id = :'g_stale
 -- An expired lease nobody took back yet still settles.
 select tests.make_queued_generation(:'u', 'img-test', 100) as g_late \gset
 select pg_temp.claim(:'g_late', 'w9') as t_late \gset
-update creditgate.generations set lease_expires_at = now() - interval '5 minutes' where id = :'g_late';
+update creditgate_private.generation_leases set lease_expires_at = now() - interval '5 minutes' where generation_id = :'g_late';
 select is(
   pg_temp.settle(:'g_late', 'w9', :'t_late', jsonb_build_object('status', 'succeeded',
     'media', jsonb_build_array(pg_temp.media_item(:'g_late', 'a.png')))) ->> 'status',

@@ -60,12 +60,12 @@ select is(
   'an admin recharge returns the entry and the balance after'
 );
 select results_eq(
-  $$ select l.idempotency_key::text, l.reason, l.metadata, l.user_id from creditgate.ledger as l, r1
-     where l.id = (r1.r ->> 'entry_id')::bigint $$,
-  $$ values ('admin:ticket-42'::text, 'support ticket 42'::text,
-       '{"admin_id": "e1000000-0000-4000-8000-00000000000a"}'::jsonb,
-       'e1000000-0000-4000-8000-000000000001'::uuid) $$,
-  'the entry is keyed admin:<key>, keeps the reason and records which admin'
+  $$ select l.idempotency_key::text, l.reason, l.metadata, l.user_id, a.admin_id
+     from creditgate.ledger as l, r1, creditgate_private.admin_grants as a
+     where l.id = (r1.r ->> 'entry_id')::bigint and a.ledger_id = l.id $$,
+  $$ values ('admin:ticket-42'::text, 'support ticket 42'::text, '{}'::jsonb,
+       'e1000000-0000-4000-8000-000000000001'::uuid, 'e1000000-0000-4000-8000-00000000000a'::uuid) $$,
+  'the entry is keyed admin:<key>, keeps the reason; which admin is recorded server-side only'
 );
 select results_eq(
   $$ select c.category::text, c.priority::integer, c.expires_at, c.remaining::bigint

@@ -1,4 +1,4 @@
--- creditgate.get_balance(): {balance, available, plan, expiring, daily} for the caller.
+-- creditgate.get_balance(): {balance, available, owed, plan, expiring, daily} for the caller.
 -- Proves: figures for the caller only; balance counts lapsed-but-unswept credits while
 -- available does not; expiring lists lots lapsing within 30 days; PT401 without a
 -- subject; anon cannot call it.
@@ -14,7 +14,7 @@ select tests.create_user(p_id => '01000000-0000-4000-8000-000000000002');
 select tests.as_user('01000000-0000-4000-8000-000000000001');
 select is(
   creditgate.get_balance() - 'daily',
-  '{"balance": 1000, "available": 1000, "plan": "free", "expiring": []}'::jsonb,
+  '{"balance": 1000, "available": 1000, "owed": 0, "plan": "free", "expiring": []}'::jsonb,
   'a new user has the signup bonus, all of it spendable, on the free plan'
 );
 select ok(
@@ -64,7 +64,7 @@ select is(
 select tests.as_user('01000000-0000-4000-8000-000000000002');
 select is(
   creditgate.get_balance() - 'daily' - 'expiring',
-  '{"balance": 1005, "available": 1005, "plan": "free"}'::jsonb,
+  '{"balance": 1005, "available": 1005, "owed": 0, "plan": "free"}'::jsonb,
   'the other user sees only their own figures'
 );
 

@@ -19,7 +19,8 @@ select tests.create_user(p_id => '02000000-0000-4000-8000-000000000002');
 
 -- ---------------------------------------------------------------- success
 select tests.as_service();
-select creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_starter')
+select creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_starter',
+  amount_total => 500, currency => 'usd')
   as r1 \gset
 select is(
   :'r1'::jsonb - 'entry_id' - 'lot_id',
@@ -41,8 +42,8 @@ select results_eq(
   'the lot takes the pack''s category, priority and (no) expiry'
 );
 select is(
-  creditgate.service_apply_checkout('evt_2', '02000000-0000-4000-8000-000000000001', 'price_promo', 3)
-    ->> 'credits',
+  creditgate.service_apply_checkout('evt_2', '02000000-0000-4000-8000-000000000001', 'price_promo', 3,
+    amount_total => 300, currency => 'USD') ->> 'credits',
   '600', 'quantity multiplies the pack''s credits'
 );
 select results_eq(
@@ -52,14 +53,15 @@ select results_eq(
   'an expiring pack gives a lot expiring expires_after from now'
 );
 select is(
-  creditgate.service_apply_checkout('evt_3', '02000000-0000-4000-8000-000000000002', 'price_retired')
-    ->> 'credits',
+  creditgate.service_apply_checkout('evt_3', '02000000-0000-4000-8000-000000000002', 'price_retired',
+    amount_total => 300, currency => 'usd') ->> 'credits',
   '300', 'a paid checkout of a pack retired since is still honoured'
 );
 
 -- ---------------------------------------------------------------- redelivery
 select is(
-  creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_starter'),
+  creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_starter',
+    amount_total => 500, currency => 'usd'),
   :'r1'::jsonb || '{"replayed": true}',
   'a redelivered event replays the original result with replayed=true'
 );
@@ -67,8 +69,8 @@ select tests.as_owner();
 update creditgate.credit_packs set credits = 999 where id = 'starter';
 select tests.as_service();
 select is(
-  creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_starter')
-    ->> 'credits',
+  creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_starter',
+    amount_total => 500, currency => 'usd') ->> 'credits',
   '500', 'a redelivery after the pack changed still returns what was granted'
 );
 select is(
@@ -80,16 +82,18 @@ select is(
   2100::bigint, 'the user got 500 + 600 once each'
 );
 select throws_ok(
-  $$ select creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_promo') $$,
+  $$ select creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_promo',
+    amount_total => 100, currency => 'usd') $$,
   'PT409', 'idempotency_key_reused', 'the same event for another price is PT409'
 );
 select throws_ok(
-  $$ select creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_starter', 2) $$,
+  $$ select creditgate.service_apply_checkout('evt_1', '02000000-0000-4000-8000-000000000001', 'price_starter', 2,
+    amount_total => 1000, currency => 'usd') $$,
   'PT409', 'idempotency_key_reused', 'the same event with another quantity is PT409'
 );
 select is(
   tests.error_json($$ select creditgate.service_apply_checkout('evt_1',
-       '02000000-0000-4000-8000-000000000002', 'price_starter') $$),
+       '02000000-0000-4000-8000-000000000002', 'price_starter', amount_total => 500, currency => 'usd') $$),
   '{"sqlstate": "PT409", "message": "idempotency_key_reused",
     "detail": {"idempotency_key": "stripe:evt_1"}}'::jsonb,
   'the same event for another user is PT409'
@@ -98,18 +102,18 @@ select is(
 -- ---------------------------------------------------------------- errors
 select is(
   tests.error_json($$ select creditgate.service_apply_checkout('evt_4',
-       '02000000-0000-4000-8000-000000000001', 'price_unknown') $$),
+       '02000000-0000-4000-8000-000000000001', 'price_unknown', amount_total => 500, currency => 'usd') $$),
   '{"sqlstate": "PT404", "message": "not_found",
     "detail": {"object": "credit_pack", "price_id": "price_unknown"}}'::jsonb,
   'an unknown price is PT404 naming the price'
 );
 select throws_ok(
-  $$ select creditgate.service_apply_checkout('evt_4', '02000000-0000-4000-8000-000000000001', null) $$,
+  $$ select creditgate.service_apply_checkout('evt_4', '02000000-0000-4000-8000-000000000001', null, amount_total => 500, currency => 'usd') $$,
   'PT404', 'not_found', 'no price is PT404'
 );
 select is(
   tests.error_json($$ select creditgate.service_apply_checkout('evt_4',
-       '02000000-0000-4000-8000-0000000000ee', 'price_starter') $$),
+       '02000000-0000-4000-8000-0000000000ee', 'price_starter', amount_total => 500, currency => 'usd') $$),
   '{"sqlstate": "PT404", "message": "not_found", "detail": {"object": "user"}}'::jsonb,
   'an unknown user is PT404'
 );

@@ -187,16 +187,16 @@ select is(
        5, 'grant', 'refund:' || gen_random_uuid()) $$),
   jsonb_build_object('sqlstate', 'PT400', 'message', 'invalid_request', 'detail', jsonb_build_object(
     'field', 'idempotency_key',
-    'reason', 'the prefixes signup:, stripe:, admin:, charge:, refund: and expire: are creditgate''s own')),
+    'reason', 'the prefixes signup:, stripe:, admin:, charge:, refund:, expire:, forfeit: and owed: are creditgate''s own')),
   'a key in the refund: namespace is PT400 naming idempotency_key'
 );
 select is(
-  (select array_agg(p order by p) from unnest(array['signup', 'stripe', 'admin', 'charge', 'expire']) as p
+  (select array_agg(p order by p) from unnest(array['signup', 'stripe', 'admin', 'charge', 'expire', 'forfeit', 'owed']) as p
    where tests.error_json(format(
      $$ select creditgate.service_grant_credits('d1000000-0000-4000-8000-000000000001', 5, 'grant', %L) $$,
      p || ':x')) ->> 'message' = 'invalid_request'),
-  array['admin', 'charge', 'expire', 'signup', 'stripe'],
-  'so are keys in the signup:, stripe:, admin:, charge: and expire: namespaces'
+  array['admin', 'charge', 'expire', 'forfeit', 'owed', 'signup', 'stripe'],
+  'so are keys in the signup:, stripe:, admin:, charge:, expire:, forfeit: and owed: namespaces'
 );
 select is(
   (select count(*) from creditgate.ledger where idempotency_key ~ '^[a-z]+:x$' or idempotency_key ~ '^refund:'),

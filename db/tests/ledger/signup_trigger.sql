@@ -40,7 +40,7 @@ select is(
 -- ---------------------------------------------------------------- running it again
 -- Fire the very same trigger function again for the same user (as a retried or replayed
 -- insert would) through a scratch table carrying the user's id.
-create temp table rerun (id uuid);
+create temp table rerun (id uuid, is_anonymous boolean not null default false);
 create trigger rerun_signup after insert on rerun
   for each row execute function creditgate_private.tg_users__after_insert();
 insert into rerun values ('05000000-0000-4000-8000-000000000001');

@@ -96,7 +96,13 @@ def client_ip(scope: Mapping[str, Any], settings: Settings) -> str | None:
 
 
 def db_headers(request: Request, ip: str | None) -> dict[str, str]:
-    """``request.headers`` for SQL, as PostgREST builds it, with the trusted client IP."""
+    """``request.headers`` for SQL, as PostgREST builds it, with the trusted client IP.
+
+    Every client-IP header the client sent is dropped; the address :func:`client_ip` found
+    (socket peer or trusted proxy) is set as ``cf-connecting-ip``, the header SQL reads by
+    default (setting ``client_ip_header``), and as a one-entry ``x-forwarded-for``, so
+    ``x-forwarded-for:1`` reads the same address.
+    """
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
         key = name.lower()
@@ -104,6 +110,7 @@ def db_headers(request: Request, ip: str | None) -> dict[str, str]:
             continue
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     if ip is not None:
+        headers["cf-connecting-ip"] = ip
         headers["x-forwarded-for"] = ip
     return headers
 

@@ -109,6 +109,10 @@ class Operation:
     #: Documented response content types other than JSON (e.g. text/plain for /metrics).
     content_type: str = "application/json"
     name: str = ""
+    #: The handler's SQL function itself refuses a deleted account (PT401 from
+    #: require_user or is_admin), so the route need not check first. Routes that read
+    #: tables (which RLS shows to a deleted account's still-valid JWT) leave this False.
+    sql_checks_account: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -157,6 +161,12 @@ def _parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
         raise invalid_from_validation(exc) from None
 
 
+async def _account_check(ctx: Ctx) -> None:
+    # A deleted account's JWT stays valid until it expires. is_admin() answers PT401 for
+    # it (as every client function does), so this costs one call and no extra SQL.
+    await ctx.call("is_admin")
+
+
 async def _admin_check(ctx: Ctx) -> None:
     # The route refuses non-admins up front; the SQL function checks again on its own.
     if await ctx.call("is_admin") is not True:
@@ -184,6 +194,8 @@ def to_route(op: Operation) -> Route:
         ctx = Ctx(request, services, principal, body, query, ip)
         if op.auth == "admin":
             await _admin_check(ctx)
+        elif principal is not None and not op.sql_checks_account:
+            await _account_check(ctx)
         return await op.handler(ctx)
 
     endpoint.__name__ = op.operation_id

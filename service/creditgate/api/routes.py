@@ -329,6 +329,7 @@ OPERATIONS: Sequence[Operation] = (
         headers=(IDEMPOTENCY_KEY,),
         responses={201: _E.GenerationCreated, 200: _E.GenerationCreated},
         errors=(400, 401, 402, 404, 409, 429, 500, 503),
+        sql_checks_account=True,
     ),
     Operation(
         "GET",
@@ -357,6 +358,7 @@ OPERATIONS: Sequence[Operation] = (
         "generations",
         responses={200: _E.JsonObject},
         errors=(*_USER_ERRORS, 404, 409),
+        sql_checks_account=True,
     ),
     Operation(
         "POST",
@@ -366,6 +368,7 @@ OPERATIONS: Sequence[Operation] = (
         "media",
         responses={200: _E.JsonObject},
         errors=(*_USER_ERRORS, 404, 409),
+        sql_checks_account=True,
     ),
     Operation(
         "DELETE",
@@ -375,6 +378,7 @@ OPERATIONS: Sequence[Operation] = (
         "media",
         responses={200: _E.JsonObject},
         errors=(*_USER_ERRORS, 404, 409),
+        sql_checks_account=True,
     ),
     Operation(
         "GET",
@@ -384,6 +388,7 @@ OPERATIONS: Sequence[Operation] = (
         "account",
         responses={200: _E.Balance},
         errors=(401, 500),
+        sql_checks_account=True,
     ),
     Operation(
         "GET",

@@ -58,6 +58,8 @@ GROWTH_TABLES = (
     "creditgate.credit_lots",
     "creditgate.balances",
     "creditgate.generations",
+    "creditgate_private.generation_requests",
+    "creditgate_private.generation_leases",
     "creditgate.media",
     "creditgate_private.provider_calls",
 )

@@ -243,7 +243,7 @@ def as_user(conn: psycopg.Connection, user_id: str) -> None:
         " set_config('request.headers', %s, true)",
         [
             json.dumps({"sub": user_id, "role": "authenticated", "aud": "authenticated"}),
-            json.dumps({"x-forwarded-for": "198.51.100.1"}),
+            json.dumps({"x-forwarded-for": "198.51.100.1", "cf-connecting-ip": "198.51.100.1"}),
         ],
     )
 

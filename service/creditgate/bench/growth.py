@@ -143,7 +143,8 @@ def generation_cycles(
                     " max_jobs => 1, lease_seconds => 300)",
                 ))
             leased = conn.execute(
-                "select lease_token::text from creditgate.generations where id = %s",
+                "select lease_token::text from creditgate_private.generation_leases"
+                " where generation_id = %s",
                 [generation_id],
             ).fetchone()
             if leased is None or leased[0] is None:

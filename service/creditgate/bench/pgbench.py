@@ -39,8 +39,9 @@ AS_USER_SCRIPT = """\
 select set_config('role', 'authenticated', true),
   set_config('request.jwt.claims', json_build_object('sub', u.user_id, 'role', 'authenticated',
     'aud', 'authenticated')::text, true),
-  set_config('request.headers', json_build_object('x-forwarded-for',
-    '198.51.100.' || (:n % 250 + 1))::text, true)
+  set_config('request.headers', json_build_object(
+    'x-forwarded-for', '198.51.100.' || (:n % 250 + 1),
+    'cf-connecting-ip', '198.51.100.' || (:n % 250 + 1))::text, true)
   from bench.users as u where u.n = :n;
 """
 REQUEST_SCRIPT = (
