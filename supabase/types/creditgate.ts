@@ -15,6 +15,7 @@ export type Database = {
           created_at: string
           daily_used: number
           daily_used_on: string | null
+          owed: number
           plan: string
           updated_at: string
           user_id: string
@@ -24,6 +25,7 @@ export type Database = {
           created_at?: string
           daily_used?: number
           daily_used_on?: string | null
+          owed?: number
           plan?: string
           updated_at?: string
           user_id: string
@@ -33,6 +35,7 @@ export type Database = {
           created_at?: string
           daily_used?: number
           daily_used_on?: string | null
+          owed?: number
           plan?: string
           updated_at?: string
           user_id?: string
@@ -139,8 +142,6 @@ export type Database = {
         Row: {
           actual_cost: number | null
           attempts: number
-          charge_key: string
-          client_ip: unknown
           cost: number
           created_at: string
           error: Json | null
@@ -148,16 +149,11 @@ export type Database = {
           id: string
           idempotency_key: string
           kind: string
-          lease_expires_at: string | null
-          lease_owner: string | null
-          lease_token: string | null
           max_attempts: number
           model_id: string
           output: Json | null
           params: NonNullable<Json>
-          request_hash: string
-          settle_result: Json | null
-          settled_lease_token: string | null
+          prices: Json | null
           started_at: string | null
           status: string
           updated_at: string
@@ -166,8 +162,6 @@ export type Database = {
         Insert: {
           actual_cost?: number | null
           attempts?: number
-          charge_key: string
-          client_ip?: unknown
           cost: number
           created_at?: string
           error?: Json | null
@@ -175,16 +169,11 @@ export type Database = {
           id?: string
           idempotency_key: string
           kind: string
-          lease_expires_at?: string | null
-          lease_owner?: string | null
-          lease_token?: string | null
           max_attempts?: number
           model_id: string
           output?: Json | null
           params: NonNullable<Json>
-          request_hash: string
-          settle_result?: Json | null
-          settled_lease_token?: string | null
+          prices?: Json | null
           started_at?: string | null
           status?: string
           updated_at?: string
@@ -193,8 +182,6 @@ export type Database = {
         Update: {
           actual_cost?: number | null
           attempts?: number
-          charge_key?: string
-          client_ip?: unknown
           cost?: number
           created_at?: string
           error?: Json | null
@@ -202,16 +189,11 @@ export type Database = {
           id?: string
           idempotency_key?: string
           kind?: string
-          lease_expires_at?: string | null
-          lease_owner?: string | null
-          lease_token?: string | null
           max_attempts?: number
           model_id?: string
           output?: Json | null
           params?: NonNullable<Json>
-          request_hash?: string
-          settle_result?: Json | null
-          settled_lease_token?: string | null
+          prices?: Json | null
           started_at?: string | null
           status?: string
           updated_at?: string
@@ -487,9 +469,13 @@ export type Database = {
       save_media: { Args: { media_id: string }; Returns: Json }
       service_apply_checkout: {
         Args: {
+          amount_tax?: number
+          amount_total?: number
+          currency?: string
           event_id: string
           price_id: string
           quantity?: number
+          session_id?: string
           user_id: string
         }
         Returns: Json
@@ -549,6 +535,37 @@ export type Database = {
           lease_token: string
           outcome: Json
           worker_id: string
+        }
+        Returns: Json
+      }
+      service_stripe_dispute: {
+        Args: {
+          credits: number
+          dispute_id: string
+          payment_id: string
+          reason?: string
+          user_id: string
+        }
+        Returns: Json
+      }
+      service_stripe_dispute_won: {
+        Args: {
+          dispute_id: string
+          payment_id: string
+          reason?: string
+          user_id: string
+        }
+        Returns: Json
+      }
+      service_stripe_refund: {
+        Args: {
+          amount_refunded: number
+          credits: number
+          payment_amount: number
+          payment_id: string
+          reason?: string
+          refund_id: string
+          user_id: string
         }
         Returns: Json
       }

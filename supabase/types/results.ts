@@ -138,6 +138,8 @@ export interface DailyUsage {
 export interface BalanceResult {
   balance: Int
   available: Int
+  /** credits still owed after a clawback; paid first from any credit that arrives */
+  owed: Int
   plan: string
   expiring: ExpiringLot[]
   daily: DailyUsage
@@ -164,19 +166,47 @@ export interface CreditEntryResult {
   lot_id: Uuid
 }
 
-/** service_apply_checkout(event_id, user_id, price_id, quantity) */
-export interface CheckoutResult extends CreditEntryResult {
+/** A paid checkout that matched its pack: the purchase entry. */
+export interface CheckoutGranted extends CreditEntryResult {
   entry_type: "purchase"
   pack_id: string
   credits: Int
 }
 
-/** service_clawback(event_id, user_id, amount, reason) */
+/** A checkout whose amount or currency did not match the pack: held, nothing granted. */
+export interface CheckoutHeld {
+  held: true
+  reason: string
+  pack_id: string
+  credits: 0
+  expected_amount: Int
+  expected_currency: string
+  amount: Int | null
+  currency: string | null
+  replayed: boolean
+}
+
+/** service_apply_checkout(event_id, user_id, price_id, quantity, amount_total, currency, session_id, amount_tax) */
+export type CheckoutResult = CheckoutGranted | CheckoutHeld
+
+/** service_clawback, service_stripe_refund and service_stripe_dispute: what was taken back */
 export interface ClawbackResult {
   requested: Int
   taken: Int
   shortfall: Int
   /** null when nothing could be taken */
+  entry_id: Int | null
+  balance: Int
+  replayed: boolean
+}
+
+/** service_stripe_dispute_won(dispute_id, user_id, payment_id, reason) */
+export interface DisputeWonResult {
+  /** credits the dispute's clawback took that went back to the user */
+  returned: Int
+  /** what was still owed for the dispute, cancelled */
+  cancelled: Int
+  /** null when nothing was returned */
   entry_id: Int | null
   balance: Int
   replayed: boolean
@@ -234,6 +264,7 @@ export interface AdminStatsResult {
     spent: Int
     refunded: Int
     expired: Int
+    forfeited: Int
     clawed_back: Int
     net_spent: Int
   }
@@ -374,4 +405,7 @@ export interface RpcResults {
   service_mark_media_purged: MarkMediaPurgedResult
   service_reap_expired_leases: ReapResult
   service_settle_generation: SettleResult
+  service_stripe_dispute: ClawbackResult
+  service_stripe_dispute_won: DisputeWonResult
+  service_stripe_refund: ClawbackResult
 }

@@ -87,10 +87,13 @@ def collect(db: dbutil.TestDatabase) -> Samples:
             "idempotency_key": "devkit-grant-1", "expires_at": NOW + timedelta(days=3),
             "priority": 90, "reason": "devkit", "metadata": {"campaign": "devkit"},
         })
-        service("service_apply_checkout", "fresh", {"event_id": "evt_devkit_1", "user_id": alice,
-                                                    "price_id": "price_devkit", "quantity": 2})
-        service("service_apply_checkout", "replayed", {"event_id": "evt_devkit_1", "user_id": alice,
-                                                       "price_id": "price_devkit", "quantity": 2})
+        checkout = {"event_id": "evt_devkit_1", "user_id": alice, "price_id": "price_devkit",
+                    "quantity": 2, "amount_total": 1000, "currency": "usd",
+                    "session_id": "cs_devkit_1"}
+        service("service_apply_checkout", "granted", checkout)
+        service("service_apply_checkout", "replayed", checkout)
+        service("service_apply_checkout", "held: the amount does not match the pack", {
+            **checkout, "event_id": "evt_devkit_2", "session_id": "cs_devkit_2", "amount_total": 1})
         user("get_balance", "with expiring lots and a cap")
         user("get_balance", "uncapped plan, nothing expiring", who=broke)
 
@@ -180,11 +183,25 @@ def collect(db: dbutil.TestDatabase) -> Samples:
             "event_id": "evt_devkit_dispute_2", "user_id": disputed, "amount": 10,
             "reason": "dispute"})
 
+        # Stripe refunds and disputes of alice's checkout (1000 cents bought 1000 credits).
+        payment = {"user_id": alice, "payment_id": "pi_devkit_1"}
+        service("service_stripe_refund", "partial refund", {
+            **payment, "refund_id": "re_devkit_1", "credits": 1000, "payment_amount": 1000,
+            "amount_refunded": 250, "reason": "requested_by_customer"})
+        service("service_stripe_refund", "replayed", {
+            **payment, "refund_id": "re_devkit_1", "credits": 1000, "payment_amount": 1000,
+            "amount_refunded": 250, "reason": "requested_by_customer"})
+        service("service_stripe_dispute", "dispute", {
+            **payment, "dispute_id": "dp_devkit_1", "credits": 1000, "reason": "fraudulent"})
+        service("service_stripe_dispute_won", "won", {**payment, "dispute_id": "dp_devkit_1"})
+        service("service_stripe_dispute_won", "won before it was seen", {
+            **payment, "payment_id": "pi_devkit_2", "dispute_id": "dp_devkit_2"})
+
         service("service_expire_credits", "lots lapsed", {"now": NOW + timedelta(days=400)})
         service("service_expire_credits", "nothing lapsed", {})
         expired = service("service_expired_media", "due", {"max_items": 10,
                                                           "now": NOW + timedelta(days=30)})
-        service("service_expired_media", "none due", {"max_items": 10})
+        service("service_expired_media", "due now: the deleted one", {"max_items": 10})
         service("service_mark_media_purged", "purged",
                 {"media_ids": "{" + ",".join(m["media_id"] for m in expired) + "}"}, casts={"media_ids": "uuid[]"})
 
