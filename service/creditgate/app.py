@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TypedDict
 
+import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,13 +21,15 @@ from starlette.routing import BaseRoute
 from creditgate.api import OPERATIONS, Services
 from creditgate.api.errors import exception_handlers
 from creditgate.api.framework import to_route
+from creditgate.api.limits import AnonymousLimitMiddleware, HttpLimits
 from creditgate.api.middleware import RequestContextMiddleware
 from creditgate.api.openapi import ExtraRoute, build_openapi
 from creditgate.api.waiter import GenerationNotifier
 from creditgate.auth import JWTVerifier
 from creditgate.config import Settings
+from creditgate.console import console_routes
 from creditgate.db import Database
-from creditgate.observability import configure_logging, get_logger
+from creditgate.observability import configure_logging, get_logger, start_metrics_server
 from creditgate.storage import LocalStorage, S3Storage
 from creditgate.wiring import make_storage
 
@@ -51,6 +54,7 @@ _MEDIA_FILES = ExtraRoute(
             "200": {"description": "The object", "content": {"*/*": {}}},
             "403": {"description": "Bad or expired signature"},
             "404": {"description": "No such object"},
+            "429": {"description": "Too many requests from this address"},
         },
     },
 )
@@ -66,6 +70,11 @@ def _verifier(settings: Settings, http: httpx.AsyncClient) -> JWTVerifier:
         jwks_url=settings.jwks_url or None,
         http=http,
         issuer=settings.jwt_issuer or None,
+        leeway=settings.jwt_leeway,
+        jwks_ttl=settings.jwks_ttl,
+        jwks_timeout=settings.jwks_timeout,
+        # Never wait longer than a key set's lifetime between two fetch attempts.
+        jwks_min_refresh_interval=min(30.0, settings.jwks_ttl),
     )
 
 
@@ -78,6 +87,9 @@ def create_app(settings: Settings) -> Starlette:
     if isinstance(storage, LocalStorage):
         routes.append(storage.route())
         extra.append(_MEDIA_FILES)
+    routes.extend(console_routes())  # the web pages under /console (DESIGN §9)
+
+    limits = HttpLimits.from_settings(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -96,14 +108,25 @@ def create_app(settings: Settings) -> Starlette:
                 storage=storage,
                 verifier=_verifier(settings, http),
                 notifier=notifier,
+                limits=limits,
             )
             await db.open()
             await notifier.start()
             app.state.services = services
+            app.state.metrics_limiter = anyio.CapacityLimiter(1)  # one render at a time
+            stop_metrics = (
+                start_metrics_server(
+                    settings.metrics_host, settings.metrics_port, settings.metrics_token
+                )
+                if settings.metrics_port
+                else None
+            )
             log.info("service_started", storage=settings.storage)
             try:
                 yield {"services": services}
             finally:
+                if stop_metrics is not None:
+                    stop_metrics()
                 await notifier.stop()
                 await db.close()
                 if isinstance(storage, S3Storage):
@@ -112,7 +135,10 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContextMiddleware, settings=settings)],
+        middleware=[
+            Middleware(RequestContextMiddleware, settings=settings),
+            Middleware(AnonymousLimitMiddleware, settings=settings, limits=limits),
+        ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

@@ -110,11 +110,14 @@ class JWTVerifier:
     ``allowed_roles`` returns the role in :attr:`Principal.role`, and a route using it must
     reject every role it does not serve.
 
-    JWKS handling: fetched with the shared ``httpx.AsyncClient``, cached for ``jwks_ttl``
-    seconds. A ``kid`` missing from the cache triggers a refetch (key rotation), but at most
-    one fetch happens per ``jwks_min_refresh_interval`` seconds, so a flood of tokens with
-    made-up ``kid`` values cannot turn into a flood of requests to the JWKS endpoint. If a
-    refetch fails the previous key set keeps being used until the next allowed attempt.
+    JWKS handling: fetched with the shared ``httpx.AsyncClient``, fresh for ``jwks_ttl``
+    seconds; after that its keys stay in use while a refresh runs in the background, so a
+    slow or hanging JWKS endpoint never stalls a request whose key is cached. A ``kid``
+    missing from the cache waits for a refetch (key rotation), at most ``jwks_timeout``
+    seconds, but at most one fetch happens per ``jwks_min_refresh_interval`` seconds and
+    concurrent callers share it, so a flood of tokens with made-up ``kid`` values cannot turn
+    into a flood of requests to the JWKS endpoint. If a refetch fails the previous key set
+    keeps being used until the next allowed attempt.
     """
 
     def __init__(
@@ -127,6 +130,7 @@ class JWTVerifier:
         issuer: str | None = None,
         leeway: int = 0,
         jwks_ttl: float = 600.0,
+        jwks_timeout: float = _JWKS_FETCH_TIMEOUT,
         jwks_min_refresh_interval: float = 30.0,
         allowed_roles: frozenset[str] = frozenset({"authenticated"}),
         clock: Callable[[], float] = time.monotonic,
@@ -144,13 +148,14 @@ class JWTVerifier:
         self._issuer = issuer
         self._leeway = leeway
         self._jwks_ttl = jwks_ttl
+        self._jwks_timeout = jwks_timeout
         self._min_refresh = jwks_min_refresh_interval
         self._allowed_roles = allowed_roles
         self._clock = clock
         self._keys: dict[str, jwt.PyJWK] | None = None
         self._fetched_at = 0.0
         self._last_attempt: float | None = None
-        self._lock = asyncio.Lock()
+        self._refresh_task: asyncio.Task[None] | None = None
 
     async def verify(self, token: str) -> Principal:
         """Return the caller of a valid token; raise :class:`AuthError` otherwise."""
@@ -220,39 +225,56 @@ class JWTVerifier:
         return Principal(user_id=sub, role=role, claims=claims)
 
     async def _jwks_key(self, kid: str) -> jwt.PyJWK:
-        key = self._cached_key(kid)
-        if key is not None:  # fast path: no lock, so a slow refetch never blocks known keys
+        keys = self._keys
+        key = keys.get(kid) if keys is not None else None
+        if key is not None:
+            # A known key is used at once, even from a set past its TTL: the refresh runs in
+            # the background, so a slow or hanging JWKS endpoint never holds up its callers.
+            if self._clock() - self._fetched_at >= self._jwks_ttl:
+                self._start_refresh()
             return key
-        async with self._lock:
-            key = self._cached_key(kid)  # another task may have refetched meanwhile
-            if key is not None:
-                return key
-            now = self._clock()
-            may_fetch = self._last_attempt is None or now - self._last_attempt >= self._min_refresh
-            if may_fetch:
-                self._last_attempt = now
-                await self._refresh()
-            if self._keys is None:
-                raise AuthError("jwks_unavailable")
-            key = self._keys.get(kid)
-            if key is None:
-                raise AuthError("unknown_key", kid)
-            return key
+        # Unknown kid (rotation) or nothing fetched yet: wait for a fetch, bounded by the
+        # JWKS timeout and shared by every caller that needs it.
+        task = self._start_refresh()
+        if task is not None:
+            await asyncio.shield(task)  # a caller that goes away does not cancel the fetch
+        if self._keys is None:
+            raise AuthError("jwks_unavailable")
+        key = self._keys.get(kid)
+        if key is None:
+            raise AuthError("unknown_key", kid)
+        return key
 
-    def _cached_key(self, kid: str) -> jwt.PyJWK | None:
-        if self._keys is None or self._clock() - self._fetched_at >= self._jwks_ttl:
+    async def refreshed(self) -> None:
+        """Wait for the JWKS fetch in flight, if any (shutdown, tests)."""
+        task = self._refresh_task
+        if task is not None:
+            await asyncio.shield(task)
+
+    def _start_refresh(self) -> asyncio.Task[None] | None:
+        """The fetch in flight, or a new one unless the last began under the minimum interval
+        ago (then None: the current set is what there is)."""
+        if self._refresh_task is not None and not self._refresh_task.done():
+            return self._refresh_task
+        now = self._clock()
+        if self._last_attempt is not None and now - self._last_attempt < self._min_refresh:
             return None
-        return self._keys.get(kid)
+        self._last_attempt = now
+        self._refresh_task = asyncio.create_task(self._refresh(), name="creditgate-jwks")
+        return self._refresh_task
 
     async def _refresh(self) -> None:
         assert self._jwks_url is not None
         try:
-            response = await self._http.get(self._jwks_url, timeout=_JWKS_FETCH_TIMEOUT)
-            response.raise_for_status()
-            keys = _parse_jwks(response.json())
-        except (httpx.HTTPError, ValueError) as exc:
+            # One deadline for the whole fetch: httpx's timeouts are per read, so an endpoint
+            # that trickles bytes could otherwise hold a fetch open indefinitely.
+            async with asyncio.timeout(self._jwks_timeout):
+                response = await self._http.get(self._jwks_url, timeout=self._jwks_timeout)
+                response.raise_for_status()
+                keys = _parse_jwks(response.json())
+        except Exception as exc:  # a background task: every failure must end here
             # Keep the previous set (if any); the next attempt waits for the refresh interval.
-            log.warning("jwks fetch from %s failed: %s", self._jwks_url, exc)
+            log.warning("jwks fetch from %s failed: %s", self._jwks_url, type(exc).__name__)
             return
         self._keys = keys
         self._fetched_at = self._clock()

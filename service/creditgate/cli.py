@@ -337,6 +337,9 @@ def serve_cmd(
         access_log=False,
         log_config=None,
         lifespan="on",
+        # Past this many connections and tasks uvicorn answers 503 at once (long-polls hold
+        # connections open: without a ceiling they could starve every other request).
+        limit_concurrency=settings.limit_concurrency or None,
     )
 
 
@@ -475,6 +478,15 @@ def instructions_cmd(
 
     cfg = instructions.InstructionsConfig(users=users, calls=calls, warmup=warmup)
     raise typer.Exit(instructions.main(cfg, as_json=as_json, out=out, err=console))
+
+
+def _register_ops() -> None:
+    from creditgate import ops_cli
+
+    ops_cli.register(app, _database_url, out, console)
+
+
+_register_ops()
 
 
 def main() -> None:

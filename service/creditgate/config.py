@@ -117,6 +117,10 @@ class Settings:
     wait_max_seconds: float = field(
         default_factory=lambda: _float("CREDITGATE_WAIT_MAX_SECONDS", 60.0)
     )
+    # ?wait= long-polls open at once, per user and in all; past either cap a request answers
+    # at once with the generation's current state.
+    wait_per_user: int = field(default_factory=lambda: _int("CREDITGATE_WAIT_PER_USER", 4))
+    wait_max_open: int = field(default_factory=lambda: _int("CREDITGATE_WAIT_MAX_OPEN", 500))
 
     log_level: str = field(default_factory=lambda: _env("CREDITGATE_LOG_LEVEL", "info"))
 
@@ -130,6 +134,33 @@ class Settings:
     max_body_bytes: int = field(
         default_factory=lambda: _int("CREDITGATE_MAX_BODY_BYTES", 1024 * 1024)
     )
+
+    # /metrics: with `metrics_port` set it is served only on metrics_host:metrics_port (a
+    # listener of its own, off the public port); with `metrics_token` set a scrape must send
+    # `Authorization: Bearer <token>`, on whichever listener serves it.
+    metrics_host: str = field(default_factory=lambda: _env("CREDITGATE_METRICS_HOST", "127.0.0.1"))
+    metrics_port: int = field(default_factory=lambda: _int("CREDITGATE_METRICS_PORT", 0))
+    metrics_token: str = field(default_factory=lambda: _env("CREDITGATE_METRICS_TOKEN"))
+
+    # HTTP-layer limits (token buckets in the process's memory; the SQL rate limits still
+    # apply to every new generation). Replays of a request this process has answered, per
+    # user; anonymous routes (/v1/models, /v1/quote, /media-files), per client address.
+    replay_rate: float = field(default_factory=lambda: _float("CREDITGATE_REPLAY_RATE", 1.0))
+    replay_burst: int = field(default_factory=lambda: _int("CREDITGATE_REPLAY_BURST", 10))
+    anon_rate: float = field(default_factory=lambda: _float("CREDITGATE_ANON_RATE", 20.0))
+    anon_burst: int = field(default_factory=lambda: _int("CREDITGATE_ANON_BURST", 100))
+    # uvicorn's limit_concurrency for `creditgate serve`: past this many open connections and
+    # tasks it answers 503 at once (0: no limit).
+    limit_concurrency: int = field(
+        default_factory=lambda: _int("CREDITGATE_LIMIT_CONCURRENCY", 1000)
+    )
+
+    # JWT clock-skew allowance, seconds, applied to exp, nbf and iat.
+    jwt_leeway: int = field(default_factory=lambda: _int("CREDITGATE_JWT_LEEWAY", 30))
+    # JWKS: seconds a fetched key set is fresh (then refreshed in the background while its
+    # keys stay in use), and the longest a fetch may take in all.
+    jwks_ttl: float = field(default_factory=lambda: _float("CREDITGATE_JWKS_TTL", 600.0))
+    jwks_timeout: float = field(default_factory=lambda: _float("CREDITGATE_JWKS_TIMEOUT", 3.0))
 
 
 def load_dev_env(path: Path | None = None) -> dict[str, str]:

@@ -36,6 +36,9 @@ from creditgate import localdb
 DEV_EMAIL = "dev@creditgate.local"
 # A fixed id, so the dev token printed by every `up` names the same user.
 DEV_USER_ID = str(uuid.uuid5(uuid.NAMESPACE_DNS, DEV_EMAIL))
+# The dev admin, for the console's admin pages (one-time login link printed by `up`).
+DEV_ADMIN_EMAIL = "admin@creditgate.local"
+DEV_ADMIN_ID = str(uuid.uuid5(uuid.NAMESPACE_DNS, DEV_ADMIN_EMAIL))
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 WORKER_GRACE_SECONDS = 10.0
@@ -50,12 +53,20 @@ class DevServerError(Exception):
 # --- database preparation ------------------------------------------------------------------
 
 
-def ensure_dev_user(admin_db_url: str) -> str:
-    """The dev user's id, creating it (signup trigger: balance + bonus) if absent."""
+def ensure_dev_user(
+    admin_db_url: str, email: str = DEV_EMAIL, user_id: str = DEV_USER_ID, admin: bool = False
+) -> str:
+    """The dev user's id, creating it (signup trigger: balance + bonus) if absent.
+
+    ``admin``: also make it an admin (a row in creditgate_private.admins).
+    """
     with psycopg.connect(admin_db_url, autocommit=True) as conn:
-        row = conn.execute("select id from auth.users where email = %s", [DEV_EMAIL]).fetchone()
+        row = conn.execute("select id from auth.users where email = %s", [email]).fetchone()
         if row is not None:
-            return str(row[0])
+            found = str(row[0])
+            if admin:
+                _make_admin(conn, found)
+            return found
         conn.execute(
             """
             insert into auth.users (
@@ -67,9 +78,19 @@ def ensure_dev_user(admin_db_url: str) -> str:
             )
             on conflict (id) do nothing
             """,
-            [DEV_USER_ID, DEV_EMAIL],
+            [user_id, email],
         )
-    return DEV_USER_ID
+        if admin:
+            _make_admin(conn, user_id)
+    return user_id
+
+
+def _make_admin(conn: psycopg.Connection[tuple[object, ...]], user_id: str) -> None:
+    conn.execute(
+        "insert into creditgate_private.admins (user_id, note) values (%s, 'creditgate up')"
+        " on conflict do nothing",
+        [user_id],
+    )
 
 
 def point_local_routes(owner_db_url: str, runner_url: str) -> int:
@@ -340,6 +361,7 @@ def up(
         localdb.run_sql_file(owner_db, seed)
         progress("seed: loaded supabase/seed.sql")
     user_id = ensure_dev_user(admin_db)
+    admin_id = ensure_dev_user(admin_db, DEV_ADMIN_EMAIL, DEV_ADMIN_ID, admin=True)
 
     settings = Settings()
     if not settings.jwt_secret:
@@ -372,7 +394,14 @@ def up(
     model_id = sample_model(owner_db)
 
     def banner(supervisor: Supervisor) -> None:
+        from creditgate.console.links import LINK_TTL_SECONDS, issue_link
+
         pids = ", ".join(f"{c.name} {c.proc.pid}" for c in supervisor.children)
+        # Issued once the service is up, so their few minutes are not spent waiting for it.
+        links_file = Path(env["CREDITGATE_STATE_DIR"]) / "console-links.json"
+        user_link = issue_link(links_file, user_id, DEV_EMAIL)
+        admin_link = issue_link(links_file, admin_id, DEV_ADMIN_EMAIL)
+        minutes = LINK_TTL_SECONDS // 60
         lines = [
             "",
             "creditgate is up (Ctrl-C stops everything)",
@@ -380,6 +409,10 @@ def up(
             f"  user:      {DEV_EMAIL} ({user_id})",
             f"  token:     {token}",
             f"  processes: {pids}",
+            f"  console:   {plan.url}/console/",
+            f"  sign in:   {plan.url}/console/link/{user_link}",
+            f"  admin:     {plan.url}/console/link/{admin_link}",
+            f"             (one-time links, valid {minutes} minutes; each `up` prints new ones)",
             "" if worker else "  (no worker: generations stay queued)",
             "Try it:",
             f"  export CREDITGATE_TOKEN={token}",

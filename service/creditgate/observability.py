@@ -8,8 +8,10 @@ request carries them; the access line written at the end of the request carries 
 Metrics live in one module-level :data:`REGISTRY` served at ``/metrics``. Import the metric
 objects instead of creating new ones (a name can be registered only once per registry):
 
-* ``HTTP_REQUESTS`` / ``HTTP_LATENCY`` -- labels ``method``, ``route`` (the route template,
-  never the raw path, so ids do not explode cardinality), ``status``.
+* ``HTTP_REQUESTS`` / ``HTTP_LATENCY`` -- labels ``method`` (a standard method, else
+  ``other``), ``route`` (the route template, never the raw path, so ids do not explode
+  cardinality; ``other`` when no route matched), ``status``. Every label value is drawn from
+  a bounded set: a client can add no series (see :func:`http_labels`).
 * ``GENERATIONS_CREATED`` -- labels ``model``, ``status``: new (non-replayed) generations.
 * ``GENERATION_REJECTIONS`` -- label ``code``: requests refused by SQL
   (``insufficient_credits``, ``rate_limited``...); no model label, as the id is client input.
@@ -23,9 +25,13 @@ objects instead of creating new ones (a name can be registered only once per reg
 
 from __future__ import annotations
 
+import hmac
 import logging
 import sys
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import structlog
 from prometheus_client import (
@@ -34,7 +40,9 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    make_wsgi_app,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -53,7 +61,10 @@ __all__ = [
     "bind",
     "configure_logging",
     "get_logger",
+    "http_labels",
+    "metrics_token_ok",
     "render_metrics",
+    "start_metrics_server",
 ]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -118,9 +129,76 @@ STRIPE_EVENTS = Counter(
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+#: Methods counted under their own name; any other becomes ``other``.
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def http_labels(method: str, route: str | None, status: int) -> tuple[str, str, str]:
+    """Bounded ``(method, route, status)`` label values for the HTTP metrics.
+
+    ``route`` is a route template of the app (or None when nothing matched): the caller
+    never passes a raw path. Invented methods become ``other``, so no request can create a
+    series.
+    """
+    return (
+        method if method in _HTTP_METHODS else "other",
+        route or "other",
+        str(status) if 100 <= status <= 599 else "other",
+    )
+
+
 def render_metrics() -> bytes:
-    """The Prometheus text exposition of :data:`REGISTRY`."""
+    """The Prometheus text exposition of :data:`REGISTRY` (blocking: call it off the loop)."""
     return generate_latest(REGISTRY)
+
+
+def metrics_token_ok(authorization: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header value is ``Bearer <token>`` (constant time)."""
+    if not token:
+        return True
+    expected = f"Bearer {token}".encode()
+    return hmac.compare_digest((authorization or "").strip().encode("latin-1", "replace"), expected)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _guarded(app: Callable[..., Iterable[bytes]], token: str) -> Callable[..., Iterable[bytes]]:
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        if not metrics_token_ok(environ.get("HTTP_AUTHORIZATION"), token):
+            start_response(
+                "401 Unauthorized",
+                [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")],
+            )
+            return [b"unauthorized\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+def start_metrics_server(host: str, port: int, token: str = "") -> Callable[[], None]:
+    """Serve ``/metrics`` of :data:`REGISTRY` on ``host:port`` in a thread of its own.
+
+    prometheus_client's WSGI app behind its threading server (as ``start_http_server`` does),
+    wrapped to require ``Authorization: Bearer <token>`` when a token is given. Returns a
+    function that stops the server.
+    """
+    app = _guarded(make_wsgi_app(REGISTRY), token)
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="creditgate-metrics", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
 
 
 _configured = False

@@ -9,6 +9,15 @@ Outputs are uploaded server-side; clients only ever see keys and expiring signed
   so every call runs in a worker thread.
 
 Keys are validated by :func:`validate_key` before they touch a path or a request.
+
+Objects are untrusted content served to browsers. Whatever type a caller declares, an object
+is stored and served with the type its bytes show (:func:`served_type`): a raster image or a
+video the worker stores, otherwise ``application/octet-stream``; never ``text/html`` or
+``image/svg+xml``. Every object carries a ``Content-Disposition``: ``inline`` for those
+media types, ``attachment`` for anything else, so a browser downloads rather than renders
+it. S3 presigned URLs also pin ``response-content-type`` and
+``response-content-disposition`` from the key's extension, which covers objects written
+before this rule.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from creditgate.media import STORABLE_TYPES, sniff
+
 __all__ = [
     "MAX_KEY_LENGTH",
     "LocalStorage",
@@ -52,6 +63,36 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(;[ -~]*)?")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_EXTENSION_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "mp4": "video/mp4",
+    "webm": "video/webm",
+    "mov": "video/quicktime",
+}
+_SNIFF_BYTES = 16
+
+
+def served_type(data: bytes) -> str:
+    """The content type an object is stored and served with, from its first bytes only."""
+    sniffed = sniff(data[:_SNIFF_BYTES])
+    return sniffed if sniffed in STORABLE_TYPES else _DEFAULT_CONTENT_TYPE
+
+
+def content_disposition(key: str, content_type: str) -> str:
+    """``inline`` for the media types a browser shows as media, else ``attachment``.
+
+    The file name is the key's last segment, which validate_key limits to [A-Za-z0-9._-].
+    """
+    mode = "inline" if content_type in STORABLE_TYPES else "attachment"
+    return f'{mode}; filename="{key.rsplit("/", 1)[-1]}"'
+
+
+def key_type(key: str) -> str:
+    """The type the worker's key extension stands for (media/<id>/<n>-<k>.<ext>)."""
+    return _EXTENSION_TYPES.get(key.rsplit(".", 1)[-1].lower(), _DEFAULT_CONTENT_TYPE)
 
 
 class StorageError(Exception):
@@ -157,9 +198,9 @@ class LocalStorage:
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
         meta = self._meta(path)
-        _check_content_type(content_type)
+        _check_content_type(content_type)  # the caller's claim is checked, then not used
         try:
-            await _in_thread(self._put_sync, path, meta, data, content_type.encode())
+            await _in_thread(self._put_sync, path, meta, data, served_type(data).encode())
         except OSError as exc:
             raise StorageError(f"cannot store {key!r}: {exc}") from exc
 
@@ -262,6 +303,7 @@ class LocalStorage:
             stat_result=stat,
             headers={
                 "Cache-Control": f"private, max-age={remaining}",
+                "Content-Disposition": content_disposition(key, content_type),
                 "X-Content-Type-Options": "nosniff",
                 # Outputs are untrusted content served from the API's origin.
                 "Content-Security-Policy": "default-src 'none'; sandbox",
@@ -272,12 +314,10 @@ class LocalStorage:
         stat = path.stat()
         if not path.is_file():
             raise FileNotFoundError(errno.ENOENT, "not a file", str(path))
-        try:
-            content_type = self._meta(path).read_text("ascii").strip()
-            _check_content_type(content_type)
-        except (OSError, UnicodeDecodeError, StorageError):
-            content_type = _DEFAULT_CONTENT_TYPE
-        return stat, content_type
+        # The type comes from the file's own first bytes, whatever its side file says
+        # (files written before types came from bytes, or edited on disk).
+        with path.open("rb") as f:
+            return stat, served_type(f.read(_SNIFF_BYTES))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -379,13 +419,15 @@ class S3Storage:
             raise StorageError(f"s3 {operation} {key!r} failed: {exc}") from exc
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
+        _check_content_type(content_type)  # the caller's claim is checked, then not used
         await self._call(
             key,
             "put_object",
             Bucket=self.bucket,
             Key=self._key(key),
             Body=data,
-            ContentType=_check_content_type(content_type),
+            ContentType=served_type(data),
+            ContentDisposition=content_disposition(key, served_type(data)),
         )
 
     async def get(self, key: str) -> bytes:
@@ -417,7 +459,12 @@ class S3Storage:
         url: str = await _in_thread(
             self._client.generate_presigned_url,
             "get_object",
-            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            Params={
+                "Bucket": self.bucket,
+                "Key": self._key(key),
+                "ResponseContentType": key_type(key),
+                "ResponseContentDisposition": content_disposition(key, key_type(key)),
+            },
             ExpiresIn=_check_expiry(expires_in),
             HttpMethod="GET",
         )

@@ -14,11 +14,15 @@ Life of a job (DESIGN §6, money rules in SQL):
    and never settled by this worker. Edits first read their input image from storage. The
    :class:`~creditgate.providers.ProviderGateway` runs the job (retries, key rotation,
    timeouts live there).
-3. **Store.** Each output goes to ``media/<generation_id>/<attempt>-<n>.<ext>``. The attempt
+3. **Inspect.** Each output is checked by :mod:`creditgate.media` before anything is stored:
+   its type comes from its bytes and must suit the job's kind, its metadata is stripped,
+   its dimensions (against the model's limits), frames and decode time are capped. A
+   refused output fails the job, not retryable, so SQL refunds it in full.
+4. **Store.** Each output goes to ``media/<generation_id>/<attempt>-<n>.<ext>``. The attempt
    number is part of the name so that a worker that lost its lease can never overwrite, or
    clean up, the files of the attempt that replaced it. Any upload failure deletes what was
    uploaded and reports a retryable failure.
-4. **Settle.** One call to ``service_settle_generation`` reports the outcome; SQL decides
+5. **Settle.** One call to ``service_settle_generation`` reports the outcome; SQL decides
    everything that touches money (charge kept, partial refund for token-priced chat from
    ``output.usage``, full refund, or back to the queue when retryable with attempts left).
    Settling is idempotent, so a transient database error is retried until the lease ends.
@@ -35,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import signal
 import socket
@@ -45,14 +48,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import psycopg
-from PIL import Image
 from prometheus_client import start_http_server
 
-from creditgate import wiring
+from creditgate import ops_worker, wiring
 from creditgate.config import Settings
 from creditgate.db import ApiError, Arg, Database
+from creditgate.media import Inspected, Limits, OutputRejected, inspect_output
+from creditgate.netpolicy import NetPolicy, guarded_client
 from creditgate.observability import (
     GENERATIONS_SETTLED,
     PROVIDER_ERRORS,
@@ -69,6 +72,7 @@ from creditgate.providers import (
     ProviderJob,
     ProviderResult,
 )
+from creditgate.providers.base import public_message
 from creditgate.storage import NotFound, S3Storage, Storage, StorageError
 
 __all__ = ["CHANNEL", "ClaimedJob", "Worker", "media_info", "run_worker"]
@@ -85,6 +89,7 @@ LISTEN_RETRY_MAX_SECONDS = 5.0
 RECLAIM_AFTER_SECONDS = 0.5  # a second look after every claim that found work
 UNLISTENED_POLL_SECONDS = 2.0  # claim polling while the LISTEN connection is down
 MAX_OUTPUTS = 16  # service_settle_generation accepts at most 16 media per generation
+DETAIL_LIMIT = 4000  # provider text kept in provider_calls (redacted before it is cut)
 
 # Failure codes the worker reports besides the gateway's provider codes.
 STORAGE_ERROR = "storage_error"  # reading the input or writing an output failed
@@ -188,11 +193,18 @@ def failed(
     *,
     retryable: bool,
     provider: Mapping[str, Any] | None = None,
+    detail: str | None = None,
 ) -> dict[str, Any]:
+    """A failed outcome. `message` is client-readable (generations.error): a fixed sentence,
+    never provider text. `detail` (the provider's text, already redacted) goes to
+    provider_calls only."""
+    error = {"code": code, "message": message[:500]}
+    if detail:
+        error["detail"] = detail[:DETAIL_LIMIT]
     outcome: dict[str, Any] = {
         "status": "failed",
         "retryable": retryable,
-        "error": {"code": code, "message": message[:500]},
+        "error": error,
         "media": [],
     }
     if provider is not None:
@@ -200,25 +212,9 @@ def failed(
     return outcome
 
 
-def media_info(blob: MediaBlob) -> dict[str, Any]:
-    """Width, height and (for animations) duration read from the file header and frames."""
-    info: dict[str, Any] = {"width": None, "height": None, "duration_seconds": None}
-    if not blob.content_type.startswith("image/"):
-        return info  # videos from hosted providers: size and length unknown without ffprobe
-    try:
-        with Image.open(io.BytesIO(blob.data)) as image:
-            info["width"], info["height"] = image.size
-            frames = int(getattr(image, "n_frames", 1))
-            if frames > 1:
-                total_ms = 0
-                for index in range(frames):
-                    image.seek(index)
-                    total_ms += int(image.info.get("duration", 0) or 0)
-                if total_ms > 0:
-                    info["duration_seconds"] = total_ms / 1000
-    except (OSError, ValueError, Image.DecompressionBombError):
-        pass  # not decodable here: store it without dimensions
-    return info
+def media_info(output: Inspected) -> dict[str, Any]:
+    """Width, height and duration of an inspected output (see creditgate.media)."""
+    return output.info()
 
 
 @dataclass
@@ -279,6 +275,7 @@ class Worker:
         self._force = asyncio.Event()
         self._runs: dict[asyncio.Task[None], _Run] = {}
         self.log = log.bind(worker_id=self.worker_id)
+        self._model_limits: dict[str, tuple[float, Limits]] = {}
 
     # --- control -------------------------------------------------------------------------
 
@@ -318,6 +315,7 @@ class Worker:
         background = [
             asyncio.create_task(self._listen(), name="worker-listen"),
             asyncio.create_task(self._reap_loop(), name="worker-reap"),
+            *ops_worker.start(self.settings, self.db, self.worker_id, self._stop),
         ]
         try:
             await self._claim_loop()
@@ -516,7 +514,13 @@ class Worker:
                 http_status=summary["http_status"],
                 attempts=len(exc.attempts),
             )
-            return failed(exc.code, exc.message, retryable=exc.retryable, provider=summary)
+            return failed(
+                exc.code,
+                public_message(exc.code),
+                retryable=exc.retryable,
+                provider=summary,
+                detail=exc.message,
+            )
         self._observe(job, result.attempts)
         summary = provider_summary(result.attempts, provider_job.provider)
         self.log.info(
@@ -527,8 +531,22 @@ class Worker:
             attempts=len(result.attempts),
         )
 
+        limits = await self._limits(job.model_id)
         try:
-            media = await self._upload(run, result)
+            outputs = await asyncio.to_thread(_inspect_all, result.media, job.kind, limits)
+        except OutputRejected as exc:
+            # Not what the model may return: stored nowhere, refunded in full by SQL.
+            self.log.warning("output refused", error_code=exc.code, error=exc.message)
+            return failed(
+                exc.code,
+                public_message(exc.code),
+                retryable=False,
+                provider=summary,
+                detail=exc.message,
+            )
+
+        try:
+            media = await self._upload(run, outputs)
         except StorageError as exc:
             self.log.warning("upload failed; discarding this attempt's files", error=str(exc))
             await self._discard_uploads(run)
@@ -555,11 +573,31 @@ class Worker:
             output["usage"] = dict(result.usage)
         return output
 
-    async def _upload(self, run: _Run, result: ProviderResult) -> list[dict[str, Any]]:
+    async def _limits(self, model_id: str) -> Limits:
+        """The model's output limits (creditgate.models), cached for a minute."""
+        now = time.monotonic()
+        cached = self._model_limits.get(model_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            row = await self.db.query_as(
+                "select jsonb_build_object('max_width', m.max_width, 'max_height', m.max_height,"
+                " 'max_pixels', m.max_pixels) from creditgate.models as m where m.id = %s",
+                [model_id],
+                role="service_role",
+            )
+        except (*_DB_ERRORS, ApiError) as exc:
+            # The hard caps of creditgate.media still apply; the settle needs the database
+            # anyway, so this only matters for a blip.
+            self.log.warning("model limits unreadable; hard caps only", error=str(exc))
+            return Limits()
+        limits = Limits.from_model(row)
+        self._model_limits[model_id] = (now + 60.0, limits)
+        return limits
+
+    async def _upload(self, run: _Run, outputs: Sequence[Inspected]) -> list[dict[str, Any]]:
         media: list[dict[str, Any]] = []
-        if len(result.media) > MAX_OUTPUTS:
-            self.log.warning("too many outputs; keeping the first", outputs=len(result.media))
-        for position, blob in enumerate(result.media[:MAX_OUTPUTS]):
+        for position, blob in enumerate(outputs):
             key = run.job.media_key(position, blob.content_type)
             run.uploaded.append(key)  # before the put: a half-written object is cleaned too
             # Shielded so a shutdown never interrupts a write halfway; cleanup waits for it.
@@ -568,7 +606,7 @@ class Worker:
             )
             await asyncio.shield(run.pending_put)
             run.pending_put = None
-            info = await asyncio.to_thread(media_info, blob)
+            info = media_info(blob)
             media.append(
                 {
                     "storage_key": key,
@@ -738,6 +776,13 @@ class Worker:
                 interrupted.cancel()
 
 
+def _inspect_all(blobs: Sequence[MediaBlob], kind: str, limits: Limits) -> list[Inspected]:
+    """Every output checked, stripped and measured (creditgate.media), at most MAX_OUTPUTS."""
+    if len(blobs) > MAX_OUTPUTS:
+        log.warning("too many outputs; keeping the first", outputs=len(blobs))
+    return [inspect_output(blob.data, kind, limits) for blob in blobs[:MAX_OUTPUTS]]
+
+
 def _reaped_anything(result: Any) -> bool:
     """service_reap_expired_leases returns {requeued, failed, refunded}."""
     if not isinstance(result, Mapping):
@@ -782,7 +827,10 @@ async def run_worker(
         else None
     )
     try:
-        async with httpx.AsyncClient() as http:
+        # Provider traffic goes through the outbound address policy: each request carries its
+        # job's policy (trusted endpoint origin, allow_local_urls) and connects to the
+        # address that policy checked.
+        async with guarded_client(NetPolicy()) as http:
             worker = Worker(
                 settings,
                 db,

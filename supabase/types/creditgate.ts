@@ -450,12 +450,39 @@ export type Database = {
         }
         Returns: Json
       }
+      admin_add_webhook_endpoint: {
+        Args: {
+          description?: string
+          event_types: string[]
+          secret?: string
+          url: string
+        }
+        Returns: Json
+      }
+      admin_daily_stats: { Args: { since?: string }; Returns: Json }
+      admin_disable_webhook_endpoint: {
+        Args: { endpoint_id: string }
+        Returns: Json
+      }
+      admin_find_user: { Args: { query: string }; Returns: Json }
+      admin_get_settings: { Args: Record<PropertyKey, never>; Returns: Json }
+      admin_list_models: { Args: Record<PropertyKey, never>; Returns: Json }
+      admin_list_webhook_endpoints: {
+        Args: Record<PropertyKey, never>
+        Returns: Json
+      }
+      admin_redeliver_webhook: { Args: { delivery_id: number }; Returns: Json }
+      admin_run_audit: { Args: Record<PropertyKey, never>; Returns: Json }
       admin_set_model_enabled: {
         Args: { enabled: boolean; model_id: string }
         Returns: Json
       }
       admin_set_setting: { Args: { key: string; value: Json }; Returns: Json }
       admin_stats: { Args: { since?: string }; Returns: Json }
+      admin_webhook_deliveries: {
+        Args: { endpoint_id?: string; max_items?: number; status?: string }
+        Returns: Json
+      }
       audit: { Args: { since?: string }; Returns: Json }
       cancel_generation: { Args: { generation_id: string }; Returns: Json }
       delete_media: { Args: { media_id: string }; Returns: Json }
@@ -484,6 +511,10 @@ export type Database = {
         Args: { lease_seconds?: number; max_jobs?: number; worker_id: string }
         Returns: Json
       }
+      service_claim_webhook_deliveries: {
+        Args: { lease_seconds?: number; max_items?: number; worker_id: string }
+        Returns: Json
+      }
       service_clawback: {
         Args: {
           amount: number
@@ -499,6 +530,15 @@ export type Database = {
       }
       service_expired_media: {
         Args: { max_items?: number; now?: string }
+        Returns: Json
+      }
+      service_finish_webhook_delivery: {
+        Args: {
+          delivery_id: number
+          lease_token: string
+          outcome: Json
+          worker_id: string
+        }
         Returns: Json
       }
       service_grant_credits: {
@@ -528,7 +568,12 @@ export type Database = {
         Args: { media_ids: string[] }
         Returns: Json
       }
+      service_ops_status: { Args: { now?: string }; Returns: Json }
       service_reap_expired_leases: { Args: { now?: string }; Returns: Json }
+      service_run_due_jobs: {
+        Args: { now?: string; runner: string }
+        Returns: Json
+      }
       service_settle_generation: {
         Args: {
           generation_id: string

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.base import FakeProvider, tiny_gif, tiny_png
+from tests.fakes.base import FakeProvider, tiny_gif
 from tests.fakes.openai import chat_response
 
 
@@ -46,12 +46,14 @@ class FakeA1111(FakeProvider):
             return self.error(422, "init_images required")
         if self.faults.empty:
             return JSONResponse({"images": [], "parameters": body, "info": "{}"})
+        if self.faults.huge_body:
+            return self.huge(self.faults.huge_body, b'{"images": ["iVBORw0KGgo', "application/json")
         scripts = {k.lower(): v for k, v in (body.get("alwayson_scripts") or {}).items()}
         animate = scripts.get("animatediff", {}).get("args", [{}])[0]
         if animate.get("enable"):
             data = tiny_gif(int(animate.get("video_length", 4)), body.get("prompt", ""))
         else:
-            data = tiny_png(body.get("prompt", "") + ("edit" if edit else ""))
+            data = self.image(body.get("prompt", "") + ("edit" if edit else ""))[0]
         self.outputs.append(data)
         return JSONResponse(
             {

@@ -15,6 +15,19 @@ Every fake is a small Starlette app speaking one provider's documented wire API.
     loading_times              Hugging Face: first N requests get 503 "model loading"
     reply_text                 chat reply
 
+Hostile provider knobs (docs/security.md, "Hostile providers"):
+
+    output_bytes, output_type  the image bytes handed out instead of the tiny PNG, and the
+                               content type declared for them (a lie, a bomb, HTML...)
+    output_url                 the output URL handed back instead of the fake's own file URL
+                               (an internal address, a metadata endpoint, file://...)
+    status_url                 fal: the status URL handed back on submit
+    redirect_files_to          output file downloads answer 302 to this URL
+    huge_body                  the main response (HF image, fal/Wavespeed submit JSON, A1111
+                               JSON, Gradio SSE) streams this many bytes
+    huge_files                 output file downloads stream this many bytes
+    error_text                 the message of injected failures (internal paths, echoed keys)
+
 `keys` (constructor) is the set of accepted API keys; None disables the auth check.
 """
 
@@ -32,7 +45,7 @@ from typing import Any, ClassVar
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.server import LiveServer
@@ -81,6 +94,14 @@ class Faults:
     retry_after: float | None = None
     loading_times: int = 0
     reply_text: str = "Hello from the fake provider."
+    output_bytes: bytes | None = None
+    output_type: str | None = None
+    output_url: str | None = None
+    status_url: str | None = None
+    redirect_files_to: str | None = None
+    huge_body: int = 0
+    huge_files: int = 0
+    error_text: str | None = None
 
 
 @dataclass
@@ -113,6 +134,7 @@ class FakeProvider:
         self.requests: list[Recorded] = []
         self.outputs: list[bytes] = []  # media bytes handed out, in order
         self.files: dict[str, tuple[bytes, str]] = {}
+        self.streamed = 0  # bytes of huge bodies actually sent (the client may hang up early)
         self.url = ""
         self._gated = 0
         self._lock = threading.Lock()
@@ -193,9 +215,11 @@ class FakeProvider:
             resp.headers.update(headers)
             return resp
         if f.always_status is not None:
-            return self.error(f.always_status, f"injected failure {f.always_status}")
+            return self.error(
+                f.always_status, f.error_text or f"injected failure {f.always_status}"
+            )
         if number <= f.fail_times:
-            return self.error(f.fail_status, f"injected failure {f.fail_status}")
+            return self.error(f.fail_status, f.error_text or f"injected failure {f.fail_status}")
         if f.hang_seconds:
             await self._hang(f.hang_seconds)
         return None
@@ -206,6 +230,33 @@ class FakeProvider:
             if self._closing.is_set():
                 return
             await asyncio.sleep(0.02)
+
+    def image(self, label: str) -> tuple[bytes, str]:
+        """The image this fake hands out: a tiny PNG, or the hostile `output` bytes."""
+        if self.faults.output_bytes is not None:
+            return self.faults.output_bytes, self.faults.output_type or "image/png"
+        return tiny_png(label), "image/png"
+
+    def huge(self, size: int, prefix: bytes = b"", media_type: str = "image/png") -> Response:
+        """A streamed body of `size` bytes (prefix, then filler) that counts what it sent."""
+
+        async def chunks() -> Any:
+            sent = 0
+            piece = b"A" * 65536
+            if prefix:
+                yield prefix
+                sent = len(prefix)
+            while sent < size:
+                part = piece[: size - sent]
+                sent += len(part)
+                with self._lock:
+                    self.streamed = sent
+                yield part
+
+        return StreamingResponse(chunks(), media_type=media_type)
+
+    def handed_url(self, url: str) -> str:
+        return self.faults.output_url or url
 
     def add_file(self, data: bytes, content_type: str, suffix: str) -> str:
         """Store an output file; returns its download URL (GET /files/{name}, no auth)."""
@@ -220,6 +271,10 @@ class FakeProvider:
         await self._record(request, False)
         if self.faults.hang_downloads:
             await self._hang(self.faults.hang_downloads)
+        if self.faults.redirect_files_to:
+            return RedirectResponse(self.faults.redirect_files_to, status_code=302)
+        if self.faults.huge_files:
+            return self.huge(self.faults.huge_files, tiny_png("huge")[:33])
         found = self.files.get(request.path_params["name"])
         if found is None:
             return self.error(404, "no such file")

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.base import FAKE_MP4, FakeProvider, tiny_png, wants_video
+from tests.fakes.base import FAKE_MP4, FakeProvider, wants_video
 
 
 @dataclass
@@ -52,10 +52,12 @@ class FakeFal(FakeProvider):
         self.jobs[request_id] = _Job(model, request.state.recorded.json())
         app_id = "/".join(model.split("/")[:2])
         base = f"{self.url}/{app_id}/requests/{request_id}"
+        if self.faults.huge_body:
+            return self.huge(self.faults.huge_body, b'{"request_id": "', "application/json")
         return JSONResponse(
             {
                 "request_id": request_id,
-                "status_url": f"{base}/status",
+                "status_url": self.faults.status_url or f"{base}/status",
                 "response_url": base,
                 "cancel_url": f"{base}/cancel",
                 "queue_position": 0,
@@ -86,7 +88,8 @@ class FakeFal(FakeProvider):
         if wants_video(job.model, job.body):
             url = self.add_file(FAKE_MP4, "video/mp4", "mp4")
             return JSONResponse({"video": {"url": url, "content_type": "video/mp4"}})
-        url = self.add_file(tiny_png(str(job.body.get("prompt"))), "image/png", "png")
+        data, declared = self.image(str(job.body.get("prompt")))
+        url = self.handed_url(self.add_file(data, declared, "png"))
         return JSONResponse(
-            {"images": [{"url": url, "content_type": "image/png", "width": 8, "height": 8}]}
+            {"images": [{"url": url, "content_type": declared, "width": 8, "height": 8}]}
         )

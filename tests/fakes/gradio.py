@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes.base import FAKE_MP4, FakeProvider, tiny_png
+from tests.fakes.base import FAKE_MP4, FakeProvider
 
 
 class FakeGradio(FakeProvider):
@@ -93,7 +93,8 @@ class FakeGradio(FakeProvider):
             return [self.faults.reply_text]
         if self.output == "video":
             return [{"video": self._file_data(FAKE_MP4, "video/mp4", "mp4"), "subtitles": None}]
-        image = self._file_data(tiny_png(label), "image/png", "png")
+        image = self._file_data(*self.image(label), "png")
+        image["url"] = self.handed_url(image["url"])
         if self.output == "gallery":
             return [[{"image": image, "caption": None}], 42]
         return [image, 42]
@@ -104,6 +105,11 @@ class FakeGradio(FakeProvider):
         data = self.events.get(request.path_params["event_id"])
         if data is None:
             return self.error(404, "event not found")
+
+        if self.faults.huge_body:
+            return self.huge(
+                self.faults.huge_body, b"event: generating\ndata: ", "text/event-stream"
+            )
 
         async def events() -> AsyncIterator[str]:
             for _ in range(self.faults.pending_polls):

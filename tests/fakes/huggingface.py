@@ -36,9 +36,11 @@ class FakeHuggingFace(FakeProvider):
             return self.error(400, "inputs is required")
         if self.faults.empty:
             return Response(b"", media_type="image/png")
-        if wants_video(model, body):
+        if self.faults.huge_body:
+            return self.huge(self.faults.huge_body, tiny_png("huge")[:33])
+        if wants_video(model, body) and self.faults.output_bytes is None:
             data, media_type = FAKE_MP4, "video/mp4"
         else:
-            data, media_type = tiny_png(str(body["inputs"])[:100]), "image/png"
+            data, media_type = self.image(str(body["inputs"])[:100])
         self.outputs.append(data)
         return Response(data, media_type=media_type)

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.base import FAKE_MP4, FakeProvider, tiny_png, wants_video
+from tests.fakes.base import FAKE_MP4, FakeProvider, wants_video
 
 
 class FakeWavespeed(FakeProvider):
@@ -52,6 +52,8 @@ class FakeWavespeed(FakeProvider):
     async def submit(self, request: Request) -> Response:
         if (failure := await self.check(request, gated=True)) is not None:
             return failure
+        if self.faults.huge_body:
+            return self.huge(self.faults.huge_body, b'{"code": 200, "data": "', "application/json")
         prediction_id = uuid.uuid4().hex
         self.jobs[prediction_id] = {
             "model": request.path_params["model"],
@@ -80,6 +82,7 @@ class FakeWavespeed(FakeProvider):
             if wants_video(job["model"], job["body"]):
                 url = self.add_file(FAKE_MP4, "video/mp4", "mp4")
             else:
-                url = self.add_file(tiny_png(str(job["body"].get("prompt"))), "image/png", "png")
+                image, declared = self.image(str(job["body"].get("prompt")))
+                url = self.handed_url(self.add_file(image, declared, "png"))
             data = self._data(prediction_id, "completed", outputs=[url])
         return JSONResponse({"code": 200, "message": "success", "data": data})

@@ -287,7 +287,8 @@ def test_get_generation_is_owner_only_with_signed_media(api: Api) -> None:
     storage = LocalStorage(api.root / "media", "http://unused", SIGNING_SECRET.encode())
     import asyncio
 
-    asyncio.run(storage.put(key, b"\x89PNG fake", "image/png"))
+    # The served type comes from the bytes: a full PNG signature.
+    asyncio.run(storage.put(key, b"\x89PNG\r\n\x1a\n fake", "image/png"))
 
     response = api.client.get(f"/v1/generations/{generation_id}", headers=headers)
     assert response.status_code == 200, response.text
@@ -298,7 +299,7 @@ def test_get_generation_is_owner_only_with_signed_media(api: Api) -> None:
     assert media["url"].startswith(str(api.client.base_url).rstrip("/") + "/media-files/")
     assert media["url_expires_in"] > 0
     download = httpx.get(media["url"])
-    assert download.status_code == 200 and download.content == b"\x89PNG fake"
+    assert download.status_code == 200 and download.content == b"\x89PNG\r\n\x1a\n fake"
     assert download.headers["content-type"] == "image/png"
     tampered = httpx.get(media["url"].replace("sig=", "sig=0"))
     assert tampered.status_code == 403

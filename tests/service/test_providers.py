@@ -493,7 +493,13 @@ def test_fal_polls_and_downloads(started: list[FakeProvider]) -> None:
     case = CASES["fal"]
     fake = start(started, fake_for(case, pending_polls=3, file_host="localhost"))
     params = {**params_for("image"), "loras": [{"id": "a", "weight": 0.5, "source": "https://x/l"}]}
-    result = run_one(case, fake, params=params)
+    # The files' origin (localhost) is not the endpoint's: only an explicitly local route
+    # may fetch from a loopback address it was handed.
+    other = start(started, fake_for(case, file_host="localhost"))
+    blocked = failure(case, other, params=params)
+    assert blocked.code == "blocked_url"
+    assert not [r for r in other.requests if r.path.startswith("/files/")]
+    result = run_one(case, fake, params=params, options={"allow_local_urls": True})
     assert result.media == [MediaBlob(fake.outputs[-1], "image/png")]
     paths = [r.path for r in fake.requests]
     assert paths[0] == "/fal-ai/flux/dev"
@@ -660,6 +666,9 @@ def test_error_codes_are_the_documented_set() -> None:
                 "network",
                 "provider_failed",
                 "not_configured",
+                "blocked_url",
+                "too_large",
+                "invalid_output",
             ]
         )
     )

@@ -131,10 +131,14 @@ def test_local_put_get_delete_exists(local: LocalStorage) -> None:
 
 def test_local_content_type_stored_beside_file(local: LocalStorage) -> None:
     key = media_key(ext="webp")
-    run(local.put(key, b"RIFF", "image/webp"))
+    webp = b"RIFF\x04\x00\x00\x00WEBPVP8 "
+    run(local.put(key, webp, "image/webp"))
     data_path = local.root / key
-    assert data_path.read_bytes() == b"RIFF"
+    assert data_path.read_bytes() == webp
     assert data_path.with_name("0.webp~content-type").read_text() == "image/webp"
+    # The type comes from the bytes, not from the caller's claim.
+    run(local.put(key, b"RIFF", "image/webp"))
+    assert data_path.with_name("0.webp~content-type").read_text() == "application/octet-stream"
     for bad in ("", "image", "text/html\r\nX-Evil: 1", "a/b\x00"):
         with pytest.raises(StorageError):
             run(local.put(key, b"x", bad))
@@ -249,6 +253,45 @@ def test_signed_url_served_by_real_server(served: LocalStorage) -> None:
             assert (await http.get(url)).status_code == 404
 
     run(go())
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+HTML = b"<!doctype html><script>alert(document.cookie)</script>"
+
+
+@pytest.mark.parametrize(
+    ("data", "declared", "served_as", "disposition"),
+    [
+        (SVG, "image/svg+xml", "application/octet-stream", "attachment"),
+        (HTML, "text/html", "application/octet-stream", "attachment"),
+        (HTML, "image/png", "application/octet-stream", "attachment"),
+        (PNG, "text/html", "image/png", "inline"),
+    ],
+)
+def test_local_serves_the_type_of_the_bytes(
+    served: LocalStorage, data: bytes, declared: str, served_as: str, disposition: str
+) -> None:
+    key = media_key()
+
+    async def go() -> httpx.Response:
+        await served.put(key, data, declared)
+        async with httpx.AsyncClient() as http:
+            return await http.get(await served.signed_url(key, 60))
+
+    r = run(go())
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["content-type"] == served_as
+    assert r.headers["content-disposition"] == f'{disposition}; filename="{key.rsplit("/")[-1]}"'
+
+
+def test_local_side_file_cannot_make_html(served: LocalStorage) -> None:
+    """A side file saying text/html (old or edited) does not decide the served type."""
+    key = media_key()
+    run(served.put(key, HTML, "text/html"))
+    (served.root / key).with_name("0.png~content-type").write_text("text/html")
+    r = httpx.get(run(served.signed_url(key, 60)))
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-disposition"].startswith("attachment")
 
 
 def test_signed_url_rejections(served: LocalStorage) -> None:
@@ -430,6 +473,45 @@ def test_s3_prefix_and_content_type(moto: Moto) -> None:
     assert run(moto.storage(bucket).exists(key)) is False  # unprefixed store doesn't see it
     with pytest.raises(StorageError):
         moto.storage(bucket, prefix="../up")
+
+
+@pytest.mark.parametrize(
+    ("data", "declared", "stored_as", "disposition"),
+    [
+        (SVG, "image/svg+xml", "application/octet-stream", "attachment"),
+        (HTML, "text/html", "application/octet-stream", "attachment"),
+        (HTML, "image/png", "application/octet-stream", "attachment"),
+        (PNG, "application/octet-stream", "image/png", "inline"),
+    ],
+)
+def test_s3_objects_take_their_type_from_the_bytes(
+    moto: Moto, data: bytes, declared: str, stored_as: str, disposition: str
+) -> None:
+    bucket = moto.bucket()
+    store = moto.storage(bucket)
+    key = media_key()
+    run(store.put(key, data, declared))
+    head = moto.client("s3").head_object(Bucket=bucket, Key=key)
+    assert head["ContentType"] == stored_as
+    assert head["ContentDisposition"].startswith(disposition)
+
+
+def test_s3_presigned_urls_pin_type_and_disposition(moto: Moto) -> None:
+    """An object stored with a browser-renderable type (before this rule, or by another
+    writer) is still served by the presigned URL as its key's media type, or downloaded."""
+    bucket = moto.bucket()
+    store = moto.storage(bucket)
+    client = moto.client("s3")
+    png_key, bin_key = media_key(), media_key(ext="bin")
+    for key in (png_key, bin_key):
+        client.put_object(Bucket=bucket, Key=key, Body=HTML, ContentType="text/html")
+    r = httpx.get(run(store.signed_url(png_key, 60)))
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/png"
+    assert r.headers["content-disposition"].startswith("inline")
+    r = httpx.get(run(store.signed_url(bin_key, 60)))
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-disposition"].startswith("attachment")
 
 
 def test_s3_presigned_url_downloads(moto: Moto) -> None:

@@ -384,7 +384,8 @@ comment on function creditgate_private.outcome_object(jsonb, text, text[]) is
 -- The strict reading of a settle outcome for one generation, normalized:
 -- {status, retryable, actual_cost, media: [...], output, provider: {name, http_status,
 -- latency_ms}, error: {code, message}}. A succeeded outcome without output comes back as
--- failed / not retryable / empty_output.
+-- failed / not retryable / empty_output. The input's error.detail (string) is checked and
+-- left out: only provider_calls keeps it.
 create or replace function creditgate_private.settle_outcome(
   p_generation creditgate.generations,
   p_outcome jsonb
@@ -528,7 +529,14 @@ begin
     )
   );
 
-  v_error := creditgate_private.outcome_object(v_outcome -> 'error', 'outcome.error', array['code', 'message']);
+  -- error.detail: the provider's own text, redacted by the worker; provider_calls keeps
+  -- it (service_settle_generation), the normalized outcome (and so the generation) does not.
+  v_error := creditgate_private.outcome_object(
+    v_outcome -> 'error', 'outcome.error', array['code', 'message', 'detail']
+  );
+  if coalesce(jsonb_typeof(v_error -> 'detail'), 'null') not in ('null', 'string') then
+    perform creditgate_private.invalid('outcome.error.detail', 'must be a string');
+  end if;
   if v_error is not null then
     if v_status = 'succeeded' then
       perform creditgate_private.invalid('outcome.error', 'only for a failed outcome');
@@ -714,7 +722,10 @@ begin
     (v_outcome #>> '{provider,latency_ms}')::integer,
     v_status,
     v_outcome #>> '{error,code}',
-    case when not v_deleted then v_outcome #>> '{error,message}' end,
+    -- error.detail, the provider's redacted text, is for operators only (settle_outcome).
+    case when not v_deleted then
+      left(coalesce(service_settle_generation.outcome #>> '{error,detail}', v_outcome #>> '{error,message}'), 4000)
+    end,
     v_token
   );
 

@@ -38,7 +38,21 @@ begin
     "max_lease_seconds": {"value": 3600,
       "description": "longest lease a worker may ask for"},
     "client_ip_header": {"value": "cf-connecting-ip",
-      "description": "the one request header that holds the client address for per-IP rate limits: a header name (cf-connecting-ip: set by Supabase''s edge and by the bundled service) or x-forwarded-for:N (the Nth entry from the right, N = trusted proxies that append to it); see docs/security.md"}
+      "description": "the one request header that holds the client address for per-IP rate limits: a header name (cf-connecting-ip: set by Supabase''s edge and by the bundled service) or x-forwarded-for:N (the Nth entry from the right, N = trusted proxies that append to it); see docs/security.md"},
+    "low_balance_threshold": {"value": 100,
+      "description": "balance.low fires when a balance falls below this (0 = never)"},
+    "plan_low_balance_thresholds": {"value": {},
+      "description": "per-plan override of low_balance_threshold, by balances.plan"},
+    "credits_expiring_days": {"value": 7,
+      "description": "credits.expiring fires this many days before a lot expires"},
+    "webhook_retry_budget_hours": {"value": 72,
+      "description": "hours a webhook delivery is retried before it is parked"},
+    "webhook_backoff_base_seconds": {"value": 5,
+      "description": "first retry delay of a webhook delivery; doubles per attempt, with jitter"},
+    "webhook_backoff_max_seconds": {"value": 21600,
+      "description": "longest delay between two webhook delivery attempts"},
+    "webhook_allow_loopback": {"value": false,
+      "description": "development only: allow http:// webhook URLs on 127.0.0.1/::1/localhost"}
   }'::jsonb;
 end
 $$;
@@ -148,6 +162,42 @@ begin
     when 'client_ip_header' then
       if v_type <> 'string' or (p_value #>> '{}') !~ '^[a-z0-9][a-z0-9-]{0,63}(:[1-9][0-9]?)?$' then
         return 'must be a lower-case header name, optionally with :N (1-99) for the Nth comma-separated entry from the right';
+      end if;
+    when 'low_balance_threshold' then
+      if not creditgate_private.json_is_int(p_value, 0, 1000000000000000) then
+        return 'must be an integer between 0 and 1000000000000000';
+      end if;
+    when 'plan_low_balance_thresholds' then
+      if v_type <> 'object' then
+        return 'must be an object mapping plan names to a threshold (integer >= 0)';
+      end if;
+      for v_plan, v_cap in select e.key, e.value from jsonb_each(p_value) as e loop
+        if v_plan !~ '^[a-z][a-z0-9_]{0,31}$' then
+          return 'plan names are lower-case identifiers (as balances.plan)';
+        end if;
+        if not creditgate_private.json_is_int(v_cap, 0, 1000000000000000) then
+          return 'thresholds must be integers between 0 and 1000000000000000';
+        end if;
+      end loop;
+    when 'credits_expiring_days' then
+      if not creditgate_private.json_is_int(p_value, 0, 365) then
+        return 'must be an integer between 0 and 365';
+      end if;
+    when 'webhook_retry_budget_hours' then
+      if v_type <> 'number' or (p_value #>> '{}')::numeric not between 0.001 and 720 then
+        return 'must be a number of hours between 0.001 and 720';
+      end if;
+    when 'webhook_backoff_base_seconds' then
+      if v_type <> 'number' or (p_value #>> '{}')::numeric not between 0.05 and 3600 then
+        return 'must be a number of seconds between 0.05 and 3600';
+      end if;
+    when 'webhook_backoff_max_seconds' then
+      if v_type <> 'number' or (p_value #>> '{}')::numeric not between 0.05 and 604800 then
+        return 'must be a number of seconds between 0.05 and 604800';
+      end if;
+    when 'webhook_allow_loopback' then
+      if v_type <> 'boolean' then
+        return 'must be true or false';
       end if;
     else
       return 'unknown setting';

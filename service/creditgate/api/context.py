@@ -23,6 +23,7 @@ from creditgate.db import Database
 from creditgate.storage import Storage
 
 if TYPE_CHECKING:
+    from creditgate.api.limits import HttpLimits
     from creditgate.api.waiter import GenerationNotifier
 
 __all__ = ["Services", "authenticate", "client_ip", "db_headers", "services_of"]
@@ -55,6 +56,7 @@ class Services:
     storage: Storage
     verifier: JWTVerifier
     notifier: GenerationNotifier
+    limits: HttpLimits
 
 
 def services_of(request: Request) -> Services:

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from creditgate.api.context import client_ip
 from creditgate.api.errors import REQUEST_ID_KEY, error_response
 from creditgate.config import Settings
-from creditgate.observability import HTTP_LATENCY, HTTP_REQUESTS, get_logger
+from creditgate.observability import HTTP_LATENCY, HTTP_REQUESTS, get_logger, http_labels
 
 __all__ = ["RequestContextMiddleware"]
 
@@ -36,10 +36,10 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
-def _route_template(scope: Scope) -> str:
+def _route_template(scope: Scope) -> str | None:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "<unmatched>"
+    return path if isinstance(path, str) else None
 
 
 class RequestContextMiddleware:
@@ -82,12 +82,12 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
-            labels = (scope["method"], route, str(status))
+            labels = http_labels(scope["method"], route, status)
             HTTP_REQUESTS.labels(*labels).inc()
             HTTP_LATENCY.labels(*labels).observe(elapsed)
             log.info(
                 "request",
-                route=route,
+                route=route or "other",
                 http_status=status,
                 duration_ms=round(elapsed * 1000, 2),
                 client_ip=client_ip(scope, self.settings),

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, LiteralString
 from uuid import UUID
 
@@ -137,17 +138,31 @@ def encode_cursor(created_at: str, generation_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[str, str]:
+#: The timestamps a cursor carries: what jsonb renders for a timestamptz (seconds, optional
+#: fraction, a whole-minute offset). Anything else never came from this API.
+_CURSOR_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}:\d{2}")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The (created_at, id) of a generations cursor; 400 for anything this API did not emit.
+
+    Strict on purpose: a value that merely parses (a week date, a far-off offset, an id of
+    another type) never reaches SQL, so no crafted cursor can turn into a 500.
+    """
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, generation_id = json.loads(raw)
-        if not isinstance(created_at, str) or len(created_at) > 64:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
+        value = json.loads(raw)
+        if not isinstance(value, list) or len(value) != 2:
             raise ValueError
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
+        created_at, generation_id = value
+        if not isinstance(created_at, str) or not isinstance(generation_id, str):
             raise ValueError
-        return created_at, str(UUID(generation_id))
-    except (ValueError, TypeError):
+        if not _CURSOR_TIME.fullmatch(created_at):
+            raise ValueError
+        parsed = datetime.fromisoformat(created_at).astimezone(UTC)
+        return parsed, UUID(generation_id)
+    except (ValueError, TypeError, OverflowError, RecursionError):
         raise invalid("before", "not a cursor returned by this API") from None
 
 
@@ -163,7 +178,7 @@ async def generations_page(
     limit: int,
     before: str | None,
 ) -> dict[str, Any]:
-    before_at, before_id = decode_cursor(before) if before else (None, None)
+    before_at, before_id = decode_cursor(before) if before is not None else (None, None)
     items = await select_json(
         db,
         _GENERATIONS_PAGE,

@@ -12,13 +12,17 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import anyio
+import anyio.to_thread
 from psycopg.types.json import Jsonb
 from starlette.responses import Response
 
 from creditgate.api import queries, schemas
 from creditgate.api.errors import error_response, invalid
 from creditgate.api.framework import Ctx, Header, Operation, json, read_body
+from creditgate.api.limits import rate_limited
 from creditgate.api.waiter import TERMINAL, wait_for_terminal
+from creditgate.auth import AuthError
 from creditgate.db import ApiError, Arg
 from creditgate.observability import (
     GENERATION_REJECTIONS,
@@ -26,8 +30,10 @@ from creditgate.observability import (
     METRICS_CONTENT_TYPE,
     bind,
     get_logger,
+    metrics_token_ok,
     render_metrics,
 )
+from creditgate.ops_status import refresh_gauges as refresh_ops_gauges
 from creditgate.stripe_webhooks import StripeSignatureError, handle_event, verify_event
 
 __all__ = ["OPERATIONS"]
@@ -92,12 +98,26 @@ async def create_generation(ctx: Ctx) -> Response:
 
     201 when created, 200 when the Idempotency-Key replays an earlier request (no new
     charge). With ``?wait=<seconds>`` the response waits (up to a server cap) for the
-    generation to finish and includes it with signed media URLs.
+    generation to finish and includes it with signed media URLs; a user with too many open
+    waits (or a process with too many) gets that answer at once, with the current state.
+    Retries of a key this process answered are limited per user (429 ``rate_limited``,
+    scope ``replays``): replays skip the database's rate limits.
     """
     body = ctx.body(schemas.GenerationRequest)
     wait = ctx.query(schemas.WaitQuery).wait
     key = ctx.header(IDEMPOTENCY_KEY.name)
     bind(model=body.model_id, idempotency_key=key)
+    limits, settings = ctx.services.limits, ctx.services.settings
+    user_id = ctx.user.user_id
+    answered = (user_id, key) in limits.answered
+    if answered:  # a retry of a request this process answered: a replay, limited here
+        retry = limits.replays.take(user_id)
+        if retry > 0:
+            details, headers = rate_limited("replays", retry)
+            log.info("replay_rate_limited")
+            raise ApiError(
+                429, "rate_limited", "Too many retries of one request.", details, None, headers
+            )
     try:
         result = await ctx.call(
             "request_generation",
@@ -113,21 +133,31 @@ async def create_generation(ctx: Ctx) -> Response:
         raise
     generation_id = UUID(str(result["generation_id"]))
     replayed = result.get("replayed") is True
+    if replayed and not answered:
+        limits.replays.take(user_id)
+    limits.answered.add((user_id, key))
     bind(generation_id=str(generation_id), cost=result.get("cost"), status=result.get("status"))
     if not replayed:
         GENERATIONS_CREATED.labels(body.model_id, str(result.get("status"))).inc()
     log.info("generation_requested", replayed=replayed)
     if wait is not None:
-        timeout = min(wait, ctx.services.settings.wait_max_seconds)
+        timeout = min(wait, settings.wait_max_seconds)
         if result.get("status") not in TERMINAL and timeout > 0:
-            await wait_for_terminal(
-                ctx.services.notifier,
-                generation_id,
-                lambda: queries.generation_status(
-                    ctx.services.db, ctx.user.claims, ctx.headers, generation_id
-                ),
-                timeout,
-            )
+            notifier = ctx.services.notifier
+            with notifier.wait_slot(
+                user_id, per_user=settings.wait_per_user, max_open=settings.wait_max_open
+            ) as slot:
+                if slot:  # else too many open waits: answer now with the current state
+                    await wait_for_terminal(
+                        notifier,
+                        generation_id,
+                        lambda: queries.generation_status(
+                            ctx.services.db, ctx.user.claims, ctx.headers, generation_id
+                        ),
+                        timeout,
+                    )
+                else:
+                    log.info("wait_refused", open_waits_capped=True)
         detail = await _generation_detail(ctx, generation_id)
         result = {**result, "status": detail["status"], "generation": detail}
         bind(status=detail["status"])
@@ -284,8 +314,21 @@ async def readyz(ctx: Ctx) -> Response:
 
 
 async def metrics(ctx: Ctx) -> Response:
-    """Prometheus metrics (text exposition format)."""
-    return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
+    """Prometheus metrics (text exposition format).
+
+    Not served here when a metrics listener of its own is configured; bearer token required
+    when one is configured. Rendered in a worker thread, one scrape at a time, so a large
+    registry never holds up the event loop.
+    """
+    settings = ctx.services.settings
+    if settings.metrics_port:
+        raise ApiError(404, "not_found", "No such resource.")
+    if not metrics_token_ok(ctx.request.headers.get("authorization"), settings.metrics_token):
+        raise AuthError("invalid_token", "metrics token")
+    await refresh_ops_gauges(ctx.services.db)
+    limiter = ctx.request.app.state.metrics_limiter
+    body = await anyio.to_thread.run_sync(render_metrics, limiter=limiter)
+    return Response(body, media_type=METRICS_CONTENT_TYPE)
 
 
 async def openapi(ctx: Ctx) -> Response:
@@ -305,7 +348,7 @@ OPERATIONS: Sequence[Operation] = (
         "catalog",
         auth="none",
         responses={200: _E.ModelList},
-        errors=(500,),
+        errors=(429, 500),
     ),
     Operation(
         "POST",
@@ -316,7 +359,7 @@ OPERATIONS: Sequence[Operation] = (
         auth="optional",
         body=_E.QuoteRequest,
         responses={200: _E.Quote},
-        errors=(400, 401, 404, 500, 503),
+        errors=(400, 401, 404, 429, 500, 503),
     ),
     Operation(
         "POST",
@@ -486,6 +529,7 @@ OPERATIONS: Sequence[Operation] = (
         "operations",
         auth="none",
         responses={200: None},
+        errors=(401, 404),
         content_type="text/plain",
     ),
     Operation(

@@ -1,11 +1,15 @@
-"""Waiting for a generation to finish: LISTEN/NOTIFY with a polling safety net.
+"""Waiting for a generation to finish: LISTEN/NOTIFY, no per-waiter polling.
 
 One listener connection per process runs ``LISTEN creditgate_generation_settled``
-(notified by settle, reap and cancel). A waiter
-subscribes to its generation id; a notification whose payload names that id (a bare UUID, or
-JSON with ``generation_id`` or ``id``) wakes it, and a payload the listener cannot read
-wakes every waiter. Waiters re-read the status through SQL after each wake-up and also poll
-with exponential backoff, so a lost notification or a dropped listener only costs latency.
+(notified by settle, reap and cancel). A waiter subscribes to its generation id, reads the
+status once, and sleeps until a notification whose payload names that id (a bare UUID, or
+JSON with ``generation_id`` or ``id``) wakes it, or its deadline; a payload the listener
+cannot read wakes every waiter, and so does the listener reconnecting (a notification may
+have been lost while it was away). A waiter costs no query while nothing happens, so
+thousands of open waits cost the database nothing.
+
+Open waits are capped per user and per process (:meth:`GenerationNotifier.wait_slot`): past
+either cap the caller answers at once with the current state instead of waiting.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class GenerationNotifier:
         self._conninfo = conninfo
         self._channel = channel
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._open = 0
+        self._open_by_user: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         #: Set while the LISTEN connection is up.
         self.listening = asyncio.Event()
@@ -82,6 +88,26 @@ class GenerationNotifier:
                 waiters.discard(event)
                 if not waiters:
                     del self._waiters[key]
+
+    @contextlib.contextmanager
+    def wait_slot(self, user_id: str, *, per_user: int, max_open: int) -> Iterator[bool]:
+        """Hold one open-wait slot while the block runs: True, or False (nothing held) when
+        the user already holds ``per_user`` slots or the process ``max_open``."""
+        held = self._open_by_user.get(user_id, 0)
+        if self._open >= max_open or held >= per_user:
+            yield False
+            return
+        self._open += 1
+        self._open_by_user[user_id] = held + 1
+        try:
+            yield True
+        finally:
+            self._open -= 1
+            left = self._open_by_user[user_id] - 1
+            if left:
+                self._open_by_user[user_id] = left
+            else:
+                del self._open_by_user[user_id]
 
     def dispatch(self, payload: str) -> None:
         ids = _ids(payload)
@@ -123,14 +149,13 @@ async def wait_for_terminal(
     generation_id: UUID,
     read_status: Callable[[], Awaitable[str | None]],
     seconds: float,
-    *,
-    first_poll: float = 0.05,
-    max_poll: float = 1.0,
 ) -> str | None:
-    """Return the status once terminal, or the last status read after ``seconds``."""
+    """Return the status once terminal, or the last status read after ``seconds``.
+
+    The status is read once, then again only after a notification for this generation.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    delay = first_poll
     with notifier.subscribe(generation_id) as event:
         while True:
             event.clear()  # before reading: a notification after the read is not missed
@@ -138,6 +163,7 @@ async def wait_for_terminal(
             remaining = deadline - loop.time()
             if status is None or status in TERMINAL or remaining <= 0:
                 return status
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=min(delay, remaining))
-            delay = min(delay * 2, max_poll)
+            try:
+                await asyncio.wait_for(event.wait(), timeout=remaining)
+            except TimeoutError:
+                return status

@@ -83,7 +83,7 @@ class FalAdapter:
             status = await call.poll_json(status_url)
             state = status.get("status") if isinstance(status, dict) else None
             if isinstance(status, dict) and status.get("error"):
-                raise call.error("provider_failed", f"fal job failed: {status['error']}"[:300])
+                raise call.error("provider_failed", f"fal job failed: {status['error']}")
             if state == "COMPLETED":
                 break
             if state not in _WAITING:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
@@ -137,8 +138,10 @@ class GradioAdapter:
     async def _result(call: Call, url: str) -> list[Any]:
         """Read the SSE stream until `complete` (output list) or `error`."""
         event, lines = "message", []
-        async with call.stream("GET", url, headers={"Accept": "text/event-stream"}) as resp:
-            async for line in resp.aiter_lines():
+        async with aclosing(
+            call.lines("GET", url, headers={"Accept": "text/event-stream"})
+        ) as stream:
+            async for line in stream:
                 if line.startswith("event:"):
                     event = line[6:].strip()
                 elif line.startswith("data:"):
@@ -164,5 +167,5 @@ def _dispatch(call: Call, event: str, lines: list[str]) -> list[Any] | None:
             raise call.error("provider_failed", "Gradio result is not JSON") from exc
         return output if isinstance(output, list) else [output]
     if event == "error":
-        raise call.error("provider_failed", f"Gradio error: {raw or 'null'}"[:300])
+        raise call.error("provider_failed", f"Gradio error: {raw or 'null'}")
     return None

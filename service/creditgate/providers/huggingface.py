@@ -15,10 +15,8 @@ from typing import Any
 
 from creditgate.providers.base import (
     AdapterOutput,
-    MediaBlob,
     ProviderError,
     loras,
-    media_type,
     pick,
     provider_extras,
     require_kind,
@@ -74,8 +72,8 @@ class HuggingFaceAdapter:
         if declared.startswith("application/json"):
             data = call.parse_json(resp, "POST /models")
             if isinstance(data, dict) and data.get("error"):
-                raise call.error("provider_failed", f"provider error: {data['error']}"[:300])
+                raise call.error("provider_failed", f"provider error: {data['error']}")
             return AdapterOutput()  # JSON without an image: nothing usable was produced
         if not resp.content:
             return AdapterOutput()
-        return AdapterOutput(media=[MediaBlob(resp.content, media_type(resp.content, declared))])
+        return AdapterOutput(media=[call.blob(resp.content, declared)])

@@ -73,9 +73,7 @@ class WavespeedAdapter:
         while data.get("status") != "completed":
             status = data.get("status")
             if status == "failed":
-                raise call.error(
-                    "provider_failed", f"Wavespeed job failed: {data.get('error')}"[:300]
-                )
+                raise call.error("provider_failed", f"Wavespeed job failed: {data.get('error')}")
             if status not in _WAITING:
                 raise call.error("provider_failed", f"Wavespeed job has status {status!r}")
             await call.pause()
@@ -93,7 +91,7 @@ class WavespeedAdapter:
             raise call.error("provider_failed", "Wavespeed response is not an object")
         code = envelope.get("code", 200)
         if isinstance(code, int) and not isinstance(code, bool) and code != 200:
-            message = str(envelope.get("message") or "")[:200]
+            message = str(envelope.get("message") or "")
             error_code = (
                 "rate_limited"
                 if code == 429

@@ -1,4 +1,4 @@
--- creditgate generated migration; do not edit. source: repeatables sha256: 4be02329193002d7ecaa95a3065aa75f7a855ea17d6521b8d2b8f760fbb54165
+-- creditgate generated migration; do not edit. source: repeatables sha256: fe20076a4fc3fb62dd5c9f301a870638dbe2973c6015a05b8f7ef75d3255062b
 
 -- ===== db/functions/generation/admin.sql =====
 -- creditgate.admin_set_setting(key text, value jsonb) -> jsonb {key, value}       authenticated
@@ -1701,7 +1701,8 @@ comment on function creditgate_private.outcome_object(jsonb, text, text[]) is
 -- The strict reading of a settle outcome for one generation, normalized:
 -- {status, retryable, actual_cost, media: [...], output, provider: {name, http_status,
 -- latency_ms}, error: {code, message}}. A succeeded outcome without output comes back as
--- failed / not retryable / empty_output.
+-- failed / not retryable / empty_output. The input's error.detail (string) is checked and
+-- left out: only provider_calls keeps it.
 create or replace function creditgate_private.settle_outcome(
   p_generation creditgate.generations,
   p_outcome jsonb
@@ -1845,7 +1846,14 @@ begin
     )
   );
 
-  v_error := creditgate_private.outcome_object(v_outcome -> 'error', 'outcome.error', array['code', 'message']);
+  -- error.detail: the provider's own text, redacted by the worker; provider_calls keeps
+  -- it (service_settle_generation), the normalized outcome (and so the generation) does not.
+  v_error := creditgate_private.outcome_object(
+    v_outcome -> 'error', 'outcome.error', array['code', 'message', 'detail']
+  );
+  if coalesce(jsonb_typeof(v_error -> 'detail'), 'null') not in ('null', 'string') then
+    perform creditgate_private.invalid('outcome.error.detail', 'must be a string');
+  end if;
   if v_error is not null then
     if v_status = 'succeeded' then
       perform creditgate_private.invalid('outcome.error', 'only for a failed outcome');
@@ -2031,7 +2039,10 @@ begin
     (v_outcome #>> '{provider,latency_ms}')::integer,
     v_status,
     v_outcome #>> '{error,code}',
-    case when not v_deleted then v_outcome #>> '{error,message}' end,
+    -- error.detail, the provider's redacted text, is for operators only (settle_outcome).
+    case when not v_deleted then
+      left(coalesce(service_settle_generation.outcome #>> '{error,detail}', v_outcome #>> '{error,message}'), 4000)
+    end,
     v_token
   );
 
@@ -4603,6 +4614,1086 @@ for each statement execute function creditgate_private.tg_ledger__refuse_change(
 revoke all on function creditgate_private.tg_ledger__before_insert() from public, anon, authenticated;
 revoke all on function creditgate_private.tg_ledger__refuse_change() from public, anon, authenticated;
 
+-- ===== db/functions/ops/jobs.sql =====
+-- Periodic jobs (DESIGN §8). One function runs a job by name; pg_cron calls it
+-- (`creditgate schedule install`), and so does `creditgate worker` through
+-- service_run_due_jobs when the pg_cron jobs are not installed.
+--
+-- creditgate_private.run_job(p_job, p_runner, p_now) -> jsonb {job, ok, result}
+--   Runs one job in a subtransaction (a failure is recorded, not raised) and records it in
+--   job_runs and jobs.last_*. Jobs: expire-credits, reap-leases, prune-rate-limits,
+--   mark-media, audit.   PT404 not_found (unknown job)
+-- creditgate_private.job_expiring_credits(p_now) -> jsonb {events}
+-- creditgate_private.job_prune_rate_limits(p_now) -> jsonb {deleted}
+-- creditgate_private.job_mark_media(p_now) -> jsonb {marked, unqueued}
+-- creditgate_private.job_audit(p_now) -> jsonb {audit_run_id, ok, failures}
+-- creditgate_private.set_jobs_on_pg_cron(p_on) -> integer   (schedule install / remove)
+-- creditgate.service_run_due_jobs(runner, now) -> jsonb {locked, ran: [...]}   service_role
+--   Runs every job not on pg_cron whose period has passed since its last start. A
+--   transaction advisory lock (class 1667720058, key 1) makes one caller at a time the
+--   runner; the others return {locked: true} at once. Due-ness is read under that lock from
+--   jobs.last_started_at, so however many workers call, each job runs once per period.
+--   PT400 invalid_request (runner)
+
+create or replace function creditgate_private.job_expiring_credits(p_now timestamptz)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_days integer := coalesce((creditgate_private.setting('credits_expiring_days') #>> '{}')::integer, 0);
+  v_lot record;
+  v_events integer := 0;
+begin
+  if v_days <= 0 then
+    return jsonb_build_object('events', 0);
+  end if;
+  for v_lot in
+    select l.id, l.user_id, l.remaining, l.expires_at, l.category
+    from creditgate.credit_lots as l
+    where l.remaining > 0
+      and l.expires_at > p_now
+      and l.expires_at <= p_now + make_interval(days => v_days)
+      -- Already announced: skipped through the events' dedupe_key index, not re-inserted.
+      and not exists (
+        select 1 from creditgate_private.events as e
+        where e.dedupe_key = 'credits.expiring:' || l.id::text
+      )
+    order by l.expires_at, l.id
+  loop
+    if creditgate_private.emit_event(
+      'credits.expiring', v_lot.user_id,
+      jsonb_build_object(
+        'user_id', v_lot.user_id, 'lot_id', v_lot.id, 'remaining', v_lot.remaining,
+        'category', v_lot.category, 'expires_at', v_lot.expires_at
+      ),
+      'credits.expiring:' || v_lot.id::text
+    ) is not null then
+      v_events := v_events + 1;
+    end if;
+  end loop;
+  return jsonb_build_object('events', v_events);
+end
+$$;
+comment on function creditgate_private.job_expiring_credits(timestamptz) is
+'credits.expiring once per lot that expires within credits_expiring_days.';
+
+create or replace function creditgate_private.job_prune_rate_limits(p_now timestamptz)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_deleted integer;
+begin
+  delete from creditgate_private.rate_limit_counters as c
+  using creditgate_private.rate_limit_rules as r
+  where r.id = c.rule_id
+    and c.window_start + make_interval(secs => r.window_seconds) < p_now;
+  get diagnostics v_deleted = row_count;
+  return jsonb_build_object('deleted', v_deleted);
+end
+$$;
+comment on function creditgate_private.job_prune_rate_limits(timestamptz) is
+'Deletes rate-limit counters whose window has ended (they can never count again).';
+
+create or replace function creditgate_private.job_mark_media(p_now timestamptz)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_marked integer;
+  v_unqueued integer;
+begin
+  insert into creditgate_private.media_purge_queue (media_id, storage_key, due_at)
+  select m.id, m.storage_key, m.expires_at
+  from creditgate.media as m
+  where m.purged_at is null and m.expires_at <= p_now and not m.saved
+  on conflict (media_id) do nothing;
+  get diagnostics v_marked = row_count;
+  -- Files purged since (by `creditgate cleanup`), saved meanwhile, or erased leave the queue.
+  delete from creditgate_private.media_purge_queue as q
+  where not exists (
+    select 1 from creditgate.media as m
+    where m.id = q.media_id and m.purged_at is null and not m.saved
+  );
+  get diagnostics v_unqueued = row_count;
+  return jsonb_build_object('marked', v_marked, 'unqueued', v_unqueued);
+end
+$$;
+comment on function creditgate_private.job_mark_media(timestamptz) is
+'Queues expired temporary media for purge; drops queue rows already purged or saved.';
+
+create or replace function creditgate_private.job_audit(p_now timestamptz)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_started timestamptz := clock_timestamp();
+  v_result jsonb := creditgate.audit();
+  v_ok boolean := coalesce((v_result ->> 'ok')::boolean, false);
+  v_failures bigint;
+  v_run_id bigint;
+begin
+  select coalesce(sum((c ->> 'failures')::bigint), 0) into v_failures
+  from jsonb_array_elements(v_result -> 'checks') as c;
+  insert into creditgate_private.audit_runs (started_at, finished_at, ok, failures, result)
+  values (v_started, clock_timestamp(), v_ok, v_failures, v_result)
+  returning id into v_run_id;
+  if not v_ok then
+    perform creditgate_private.emit_event(
+      'audit.failed', null,
+      jsonb_build_object(
+        'audit_run_id', v_run_id, 'failures', v_failures, 'at', p_now,
+        'checks', (
+          select coalesce(jsonb_agg(jsonb_build_object('name', c ->> 'name', 'failures', (c ->> 'failures')::bigint)), '[]')
+          from jsonb_array_elements(v_result -> 'checks') as c
+          where (c ->> 'failures')::bigint > 0
+        )
+      )
+    );
+  end if;
+  return jsonb_build_object('audit_run_id', v_run_id, 'ok', v_ok, 'failures', v_failures);
+end
+$$;
+comment on function creditgate_private.job_audit(timestamptz) is
+'Runs audit(), stores it in audit_runs, raises audit.failed when any check fails.';
+
+create or replace function creditgate_private.run_job(
+  p_job text,
+  p_runner text default 'pg_cron',
+  p_now timestamptz default now()
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_started timestamptz := clock_timestamp();
+  v_result jsonb;
+  v_ok boolean := true;
+begin
+  if not exists (select 1 from creditgate_private.jobs as j where j.name = p_job) then
+    perform creditgate_private.raise_error('not_found', jsonb_build_object('job', p_job));
+  end if;
+  begin
+    v_result := case p_job
+      when 'expire-credits' then
+        creditgate.service_expire_credits(now => p_now)
+        || creditgate_private.job_expiring_credits(p_now)
+      when 'reap-leases' then creditgate.service_reap_expired_leases(now => p_now)
+      when 'prune-rate-limits' then creditgate_private.job_prune_rate_limits(p_now)
+      when 'mark-media' then creditgate_private.job_mark_media(p_now)
+      when 'audit' then creditgate_private.job_audit(p_now)
+    end;
+  exception when others then
+    v_ok := false;
+    v_result := jsonb_build_object('error', sqlerrm, 'sqlstate', sqlstate);
+  end;
+  insert into creditgate_private.job_runs (job, runner, started_at, finished_at, ok, result)
+  values (p_job, left(p_runner, 200), v_started, clock_timestamp(), v_ok, coalesce(v_result, '{}'));
+  update creditgate_private.jobs as j
+  set last_started_at = v_started, last_finished_at = clock_timestamp(),
+    last_ok = v_ok, last_result = coalesce(v_result, '{}')
+  where j.name = p_job;
+  return jsonb_build_object('job', p_job, 'ok', v_ok, 'result', coalesce(v_result, '{}'));
+end
+$$;
+comment on function creditgate_private.run_job(text, text, timestamptz) is
+'Runs one periodic job and records the run; what pg_cron''s creditgate-* jobs call.';
+
+create or replace function creditgate_private.set_jobs_on_pg_cron(p_on boolean)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_count integer;
+begin
+  update creditgate_private.jobs as j set on_pg_cron = p_on where j.on_pg_cron is distinct from p_on;
+  get diagnostics v_count = row_count;
+  return v_count;
+end
+$$;
+comment on function creditgate_private.set_jobs_on_pg_cron(boolean) is
+'Records whether pg_cron runs the jobs (workers run them otherwise).';
+
+create or replace function creditgate.service_run_due_jobs(
+  runner text,
+  now timestamptz default now()
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job record;
+  v_ran jsonb := '[]';
+begin
+  if service_run_due_jobs.runner is null or length(service_run_due_jobs.runner) not between 1 and 200 then
+    perform creditgate_private.invalid('runner', '1 to 200 characters');
+  end if;
+  if not pg_catalog.pg_try_advisory_xact_lock(1667720058, 1) then
+    return jsonb_build_object('locked', true, 'ran', v_ran);
+  end if;
+  for v_job in
+    select j.name
+    from creditgate_private.jobs as j
+    where not j.on_pg_cron
+      and (j.last_started_at is null
+        or j.last_started_at + make_interval(secs => j.interval_seconds) <= service_run_due_jobs.now)
+    order by j.name
+  loop
+    v_ran := v_ran || creditgate_private.run_job(v_job.name, service_run_due_jobs.runner, service_run_due_jobs.now);
+  end loop;
+  return jsonb_build_object('locked', false, 'ran', v_ran);
+end
+$$;
+comment on function creditgate.service_run_due_jobs(text, timestamptz) is
+'Workers without pg_cron: runs the jobs whose period has passed, one runner at a time.';
+
+revoke all on function creditgate_private.job_expiring_credits(timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.job_prune_rate_limits(timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.job_mark_media(timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.job_audit(timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.run_job(text, text, timestamptz) from public, anon, authenticated;
+revoke all on function creditgate_private.set_jobs_on_pg_cron(boolean) from public, anon, authenticated;
+revoke all on function creditgate.service_run_due_jobs(text, timestamptz) from public, anon, authenticated;
+grant execute on function creditgate.service_run_due_jobs(text, timestamptz) to service_role;
+
+-- ===== db/functions/ops/outbox.sql =====
+-- The transactional outbox (DESIGN §8). Events are rows of creditgate_private.events,
+-- inserted by triggers and jobs in the transaction of their cause: a cause that rolls back
+-- leaves no event, and one that commits always has its event. Each event is fanned out at
+-- once to the enabled webhook endpoints that want its type (webhook_deliveries).
+--
+-- creditgate_private.emit_event(p_type, p_user_id, p_payload, p_dedupe_key) -> uuid
+--   Inserts one event (none if p_dedupe_key was already used: "once per lot") and its
+--   deliveries; returns its id, or null when deduplicated.
+-- Triggers (cheap WHEN clauses, since the request path updates balances and inserts ledger
+-- rows on every charge):
+--   ledger AFTER INSERT, credit entry types           -> credits.added
+--   balances AFTER UPDATE OF balance, a fall that may cross a threshold (bounds in its
+--     WHEN, kept current by a trigger on settings) -> balance.low when it crosses
+--   generations AFTER UPDATE OF status, now final     -> generation.succeeded | generation.failed
+--   clawbacks AFTER INSERT, shortfall > 0             -> clawback.owed
+-- Payloads carry ids, amounts and timestamps only: never prompts, outputs, error texts or
+-- secrets.
+
+create or replace function creditgate_private.emit_event(
+  p_type text,
+  p_user_id uuid,
+  p_payload jsonb,
+  p_dedupe_key text default null
+) returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_id uuid;
+begin
+  insert into creditgate_private.events (id, event_type, user_id, dedupe_key, payload)
+  values (creditgate_private.uuid_v7(), p_type, p_user_id, p_dedupe_key, p_payload)
+  on conflict on constraint events_dedupe_key_key do nothing
+  returning id into v_id;
+  if v_id is null then
+    return null;
+  end if;
+  insert into creditgate_private.webhook_deliveries (event_id, endpoint_id)
+  select v_id, e.id
+  from creditgate_private.webhook_endpoints as e
+  where e.enabled and (p_type = any(e.event_types) or '*' = any(e.event_types));
+  if found then
+    perform pg_notify('creditgate_webhooks', '');
+  end if;
+  return v_id;
+end
+$$;
+comment on function creditgate_private.emit_event(text, uuid, jsonb, text) is
+'Writes one outbox event (deduplicated by key) and queues its webhook deliveries.';
+
+create or replace function creditgate_private.tg_ledger__after_insert_event()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.emit_event(
+    'credits.added', new.user_id,
+    jsonb_build_object(
+      'user_id', new.user_id, 'entry_id', new.id, 'entry_type', new.entry_type,
+      'amount', new.amount, 'balance_after', new.balance_after,
+      'generation_id', new.generation_id, 'created_at', new.created_at
+    )
+  );
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_ledger__after_insert_event() is
+'credits.added for every credit entry (signup bonus, purchase, grant, admin recharge, refund).';
+
+create or replace function creditgate_private.tg_balances__after_update_event()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_threshold bigint;
+begin
+  -- Runs only for falls that may cross a threshold (see install_balance_low_trigger), on
+  -- the request path: the threshold (the plan's override in plan_low_balance_thresholds,
+  -- else low_balance_threshold) is read in one query (100 is the catalog's default; a test
+  -- keeps the two equal). An AFTER trigger: a BEFORE one would re-fetch and lock the old
+  -- row on every update, even when its WHEN is false.
+  select coalesce(
+    (select (s.value ->> new.plan)::bigint from creditgate_private.settings as s
+     where s.key = 'plan_low_balance_thresholds' and jsonb_typeof(s.value -> new.plan) = 'number'),
+    (select (s.value #>> '{}')::bigint from creditgate_private.settings as s
+     where s.key = 'low_balance_threshold'),
+    100
+  ) into v_threshold;
+  -- The balance row is locked by every money operation, so OLD is the balance the previous
+  -- committed operation left: exactly one update crosses the threshold per fall, however
+  -- many spends race; a rise back to the threshold or above re-arms it.
+  if v_threshold > 0 and old.balance >= v_threshold and new.balance < v_threshold then
+    perform creditgate_private.emit_event(
+      'balance.low', new.user_id,
+      jsonb_build_object(
+        'user_id', new.user_id, 'balance', new.balance, 'previous_balance', old.balance,
+        'threshold', v_threshold, 'plan', new.plan, 'at', now()
+      )
+    );
+  end if;
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_balances__after_update_event() is
+'balance.low when a balance falls below its plan''s threshold (once per crossing).';
+
+create or replace function creditgate_private.tg_generations__after_update_event()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.emit_event(
+    'generation.' || new.status, new.user_id,
+    jsonb_build_object(
+      'generation_id', new.id, 'user_id', new.user_id, 'model_id', new.model_id,
+      'kind', new.kind, 'cost', new.cost, 'actual_cost', new.actual_cost,
+      'attempts', new.attempts, 'error_code', new.error ->> 'code',
+      'created_at', new.created_at, 'finished_at', new.finished_at
+    )
+  );
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_generations__after_update_event() is
+'generation.succeeded or generation.failed when a generation reaches that status.';
+
+create or replace function creditgate_private.tg_clawbacks__after_insert_event()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.emit_event(
+    'clawback.owed', new.user_id,
+    jsonb_build_object(
+      'user_id', new.user_id, 'clawback_key', new.idempotency_key, 'kind', new.kind,
+      'payment_id', new.payment_id, 'requested', new.requested, 'taken', new.taken,
+      'owed', new.requested - new.taken, 'created_at', new.created_at
+    )
+  );
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_clawbacks__after_insert_event() is
+'clawback.owed when a clawback could not take everything it asked for.';
+
+create or replace trigger ledger_after_insert_event
+after insert on creditgate.ledger
+for each row
+when (new.entry_type in ('signup_bonus', 'purchase', 'grant', 'admin_recharge', 'refund'))
+execute function creditgate_private.tg_ledger__after_insert_event();
+
+-- The balances trigger's WHEN clause carries the lowest and highest threshold in force as
+-- constants, so a spend that cannot cross any threshold (the balance stays above the
+-- highest, or was already below the lowest) costs no function call at all. Re-created
+-- whenever a threshold setting changes, and here with the current settings.
+create or replace function creditgate_private.install_balance_low_trigger()
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_default bigint := coalesce(
+    (select (s.value #>> '{}')::bigint from creditgate_private.settings as s
+     where s.key = 'low_balance_threshold'),
+    (creditgate_private.setting_catalog() -> 'low_balance_threshold' ->> 'value')::bigint
+  );
+  v_min bigint;
+  v_max bigint;
+begin
+  select least(v_default, min(o.value::text::bigint)), greatest(v_default, max(o.value::text::bigint))
+  into v_min, v_max
+  from creditgate_private.settings as s
+  cross join lateral jsonb_each(s.value) as o
+  where s.key = 'plan_low_balance_thresholds' and jsonb_typeof(o.value) = 'number';
+  v_min := coalesce(v_min, v_default);
+  v_max := coalesce(v_max, v_default);
+  execute format(
+    'create or replace trigger balances_after_update_event'
+    ' after update of balance on creditgate.balances for each row'
+    ' when (new.balance < old.balance and new.balance < %s and old.balance >= %s)'
+    ' execute function creditgate_private.tg_balances__after_update_event()',
+    greatest(v_max, 0), greatest(v_min, 1)
+  );
+end
+$$;
+comment on function creditgate_private.install_balance_low_trigger() is
+'(Re)creates the balance.low trigger with the current lowest and highest thresholds in its WHEN.';
+
+create or replace function creditgate_private.tg_settings__after_change_thresholds()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.install_balance_low_trigger();
+  return null;
+end
+$$;
+comment on function creditgate_private.tg_settings__after_change_thresholds() is
+'A threshold setting changed: re-create the balance.low trigger with the new bounds.';
+
+create or replace trigger settings_after_write_thresholds
+after insert or update on creditgate_private.settings
+for each row
+when (new.key in ('low_balance_threshold', 'plan_low_balance_thresholds'))
+execute function creditgate_private.tg_settings__after_change_thresholds();
+
+create or replace trigger settings_after_delete_thresholds
+after delete on creditgate_private.settings
+for each row
+when (old.key in ('low_balance_threshold', 'plan_low_balance_thresholds'))
+execute function creditgate_private.tg_settings__after_change_thresholds();
+-- The balances trigger itself is created by db/policies/ops.sql, once every function it
+-- reads exists.
+
+create or replace trigger generations_after_update_event
+after update of status on creditgate.generations
+for each row
+when (new.status in ('succeeded', 'failed') and old.status is distinct from new.status)
+execute function creditgate_private.tg_generations__after_update_event();
+
+create or replace trigger clawbacks_after_insert_event
+after insert on creditgate_private.clawbacks
+for each row
+when (new.requested > new.taken)
+execute function creditgate_private.tg_clawbacks__after_insert_event();
+
+revoke all on function creditgate_private.emit_event(text, uuid, jsonb, text) from public, anon, authenticated;
+revoke all on function creditgate_private.tg_ledger__after_insert_event() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_balances__after_update_event() from public, anon, authenticated;
+revoke all on function creditgate_private.install_balance_low_trigger() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_settings__after_change_thresholds() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_generations__after_update_event() from public, anon, authenticated;
+revoke all on function creditgate_private.tg_clawbacks__after_insert_event() from public, anon, authenticated;
+
+-- ===== db/functions/ops/status.sql =====
+-- creditgate.service_ops_status(now) -> jsonb   service_role
+--   What `creditgate status` and the /metrics gauges show (DESIGN §8): queue depth and age
+--   of the oldest queued job; running leases and leases past expiry; provider failure rate
+--   per provider over the last hour; outbox backlog and parked deliveries; the last audit;
+--   the jobs and their last runs. `attention` lists what an operator must look at (empty
+--   when all is well): expired leases, parked deliveries, a failed or missing audit, a job
+--   that failed or is overdue (not started within twice its period plus five minutes), a
+--   provider failing more than half of at least 5 calls in the last hour.
+
+create or replace function creditgate.service_ops_status(now timestamptz default now())
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := service_ops_status.now;
+  v_queue jsonb;
+  v_leases jsonb;
+  v_providers jsonb;
+  v_outbox jsonb;
+  v_audit jsonb;
+  v_jobs jsonb;
+  v_attention jsonb := '[]';
+begin
+  select jsonb_build_object(
+    'depth', count(*),
+    'oldest_age_seconds', coalesce(extract(epoch from v_now - min(g.created_at)), 0)
+  ) into v_queue
+  from creditgate.generations as g where g.status = 'queued';
+
+  select jsonb_build_object(
+    'running', count(*),
+    'expired', count(*) filter (where g.lease_expires_at <= v_now)
+  ) into v_leases
+  from creditgate.generations as g where g.status = 'running';
+
+  select coalesce(jsonb_agg(jsonb_build_object(
+    'provider', p.provider, 'calls', p.calls, 'failures', p.failures,
+    'failure_rate', round(p.failures::numeric / p.calls, 4)
+  ) order by p.provider), '[]') into v_providers
+  from (
+    select coalesce(c.provider, 'unknown') as provider, count(*) as calls,
+      count(*) filter (where c.outcome <> 'succeeded') as failures
+    from creditgate_private.provider_calls as c
+    where c.created_at > v_now - interval '1 hour'
+    group by 1
+  ) as p;
+
+  select jsonb_build_object(
+    'pending', count(*) filter (where d.status in ('pending', 'delivering')),
+    'oldest_pending_age_seconds', coalesce(extract(epoch from v_now - min(d.created_at)
+      filter (where d.status in ('pending', 'delivering'))), 0),
+    'parked', count(*) filter (where d.status = 'parked'),
+    'events_last_hour', (select count(*) from creditgate_private.events as e
+      where e.created_at > v_now - interval '1 hour')
+  ) into v_outbox
+  from creditgate_private.webhook_deliveries as d
+  where d.status in ('pending', 'delivering', 'parked');
+
+  select coalesce((
+    select jsonb_build_object(
+      'id', a.id, 'started_at', a.started_at, 'ok', a.ok, 'failures', a.failures,
+      'age_seconds', extract(epoch from v_now - a.started_at)
+    )
+    from creditgate_private.audit_runs as a order by a.started_at desc, a.id desc limit 1
+  ), 'null') into v_audit;
+
+  select coalesce(jsonb_agg(jsonb_build_object(
+    'name', j.name, 'runner', case when j.on_pg_cron then 'pg_cron' else 'worker' end,
+    'cron_schedule', j.cron_schedule, 'interval_seconds', j.interval_seconds,
+    'last_started_at', j.last_started_at, 'last_ok', j.last_ok,
+    'last_duration_ms', round(extract(epoch from j.last_finished_at - j.last_started_at) * 1000),
+    'overdue', j.last_started_at is null
+      or j.last_started_at < v_now - make_interval(secs => 2 * j.interval_seconds + 300)
+  ) order by j.name), '[]') into v_jobs
+  from creditgate_private.jobs as j;
+
+  if (v_leases ->> 'expired')::bigint > 0 then
+    v_attention := v_attention || jsonb_build_array(format('%s lease(s) past expiry', v_leases ->> 'expired'));
+  end if;
+  if (v_outbox ->> 'parked')::bigint > 0 then
+    v_attention := v_attention || jsonb_build_array(format('%s parked webhook deliveries', v_outbox ->> 'parked'));
+  end if;
+  if v_audit = 'null'::jsonb then
+    v_attention := v_attention || jsonb_build_array('no audit has run');
+  elsif not (v_audit ->> 'ok')::boolean then
+    v_attention := v_attention || jsonb_build_array(format('the last audit failed (%s failures)', v_audit ->> 'failures'));
+  end if;
+  v_attention := v_attention || coalesce((
+    select jsonb_agg(case when (x ->> 'last_ok')::boolean is false
+      then format('job %s failed on its last run', x ->> 'name')
+      else format('job %s is overdue', x ->> 'name') end)
+    from jsonb_array_elements(v_jobs) as x
+    where (x ->> 'overdue')::boolean or (x ->> 'last_ok')::boolean is false
+  ), '[]');
+  v_attention := v_attention || coalesce((
+    select jsonb_agg(format('provider %s failed %s of %s calls in the last hour',
+      x ->> 'provider', x ->> 'failures', x ->> 'calls'))
+    from jsonb_array_elements(v_providers) as x
+    where (x ->> 'calls')::bigint >= 5 and (x ->> 'failure_rate')::numeric > 0.5
+  ), '[]');
+
+  return jsonb_build_object(
+    'at', v_now, 'queue', v_queue, 'leases', v_leases, 'providers', v_providers,
+    'outbox', v_outbox, 'audit', v_audit, 'jobs', v_jobs, 'attention', v_attention
+  );
+end
+$$;
+comment on function creditgate.service_ops_status(timestamptz) is
+'Operator status: queue, leases, provider failures, outbox, last audit, jobs, and what needs attention.';
+revoke all on function creditgate.service_ops_status(timestamptz) from public, anon, authenticated;
+grant execute on function creditgate.service_ops_status(timestamptz) to service_role;
+
+-- ===== db/functions/ops/webhooks.sql =====
+-- Webhook endpoints and deliveries (DESIGN §8, Standard Webhooks).
+--
+-- Operators (creditgate webhooks ..., as the database owner) call the private functions;
+-- admins (console) call the admin_* wrappers, admin checked inside. Workers call the
+-- service_* pair: claim due deliveries (FOR UPDATE SKIP LOCKED, with a lease, so a worker
+-- killed mid-delivery only delays it until the lease expires), then report each attempt.
+--
+-- creditgate_private.webhook_add(p_url, p_event_types, p_secret, p_description) -> jsonb
+--   {endpoint_id, url, event_types, secret}: the secret (whsec_<base64>) is shown once.
+--   PT400 invalid_request (url: https only, http only on loopback with webhook_allow_loopback;
+--   event_types: known types or '*'; secret: whsec_ + base64 of 24-64 bytes)
+-- creditgate_private.webhook_list() -> jsonb [{endpoint_id, url, event_types, enabled, ...}]
+-- creditgate_private.webhook_disable(p_endpoint_id, p_reason) -> jsonb   PT404 not_found
+--   Pending deliveries to it are canceled.
+-- creditgate_private.webhook_redeliver(p_delivery_id) -> jsonb   PT404, PT409 invalid_state
+--   Sends a delivery again (same webhook-id) with a fresh retry budget; not while in flight
+--   or while its endpoint is disabled.
+-- creditgate_private.webhook_deliveries(p_endpoint_id, p_status, p_max_items) -> jsonb
+-- creditgate.admin_add_webhook_endpoint / admin_list_webhook_endpoints /
+--   admin_disable_webhook_endpoint / admin_redeliver_webhook / admin_webhook_deliveries:
+--   the same for admins (PT401, PT403).
+-- creditgate.service_claim_webhook_deliveries(worker_id, max_items, lease_seconds) -> jsonb
+--   [{delivery_id, lease_token, attempt, url, secret, webhook_id, body, allow_loopback}]
+--   Due pending deliveries and deliveries whose lease expired (that attempt is recorded as
+--   lease_expired). PT400 invalid_request.
+-- creditgate.service_finish_webhook_delivery(delivery_id, worker_id, lease_token, outcome)
+--   -> jsonb {delivery_id, status, next_attempt_at}
+--   outcome {http_status, latency_ms, error, refused}: 2xx delivered; 410 disables the
+--   endpoint; refused (address policy) parks it; anything else is retried after
+--   base * 2^(attempt-1) seconds (capped, jitter 50-100%), or parked once the retry budget
+--   (webhook_retry_budget_hours since the first try or the last redeliver) is spent.
+--   PT400 invalid_request, PT409 lease_lost.
+
+create or replace function creditgate_private.webhook_event_types()
+returns text []
+language sql
+immutable
+set search_path = ''
+as $$
+  select array[
+    'balance.low', 'credits.expiring', 'credits.added', 'generation.succeeded',
+    'generation.failed', 'clawback.owed', 'audit.failed'
+  ]::text [];
+$$;
+comment on function creditgate_private.webhook_event_types() is
+'Every event type an endpoint may subscribe to (plus ''*'' for all).';
+
+create or replace function creditgate_private.webhook_add(
+  p_url text,
+  p_event_types text [],
+  p_secret text default null,
+  p_description text default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_host text;
+  v_secret text := coalesce(p_secret, 'whsec_' || encode(extensions.gen_random_bytes(32), 'base64'));
+  v_id uuid;
+begin
+  if p_url is null or length(p_url) > 2000 or p_url !~* '^https?://[^/?#@\s]+([/?#][^\s]*)?$' then
+    perform creditgate_private.invalid('url', 'an absolute http(s) URL without credentials');
+  end if;
+  v_host := lower(substring(p_url from '^[A-Za-z]+://(\[[^\]]+\]|[^/:?#]+)'));
+  if p_url ~* '^http://' and not (
+    coalesce((creditgate_private.setting('webhook_allow_loopback') #>> '{}')::boolean, false)
+    and (v_host in ('localhost', '[::1]') or v_host ~ '^127\.\d+\.\d+\.\d+$')
+  ) then
+    perform creditgate_private.invalid('url', 'https only (http only to loopback when webhook_allow_loopback is on)');
+  end if;
+  if p_event_types is null or cardinality(p_event_types) = 0 or exists (
+    select 1 from unnest(p_event_types) as t (name)
+    where t.name is null or not (t.name = '*' or t.name = any(creditgate_private.webhook_event_types()))
+  ) then
+    perform creditgate_private.invalid('event_types', 'known event types or *');
+  end if;
+  if v_secret !~ '^whsec_[A-Za-z0-9+/=]{32,90}$' then
+    perform creditgate_private.invalid('secret', 'whsec_ followed by base64 of 24 to 64 bytes');
+  end if;
+  insert into creditgate_private.webhook_endpoints (url, secret, event_types, description)
+  values (p_url, v_secret, (select array_agg(distinct t) from unnest(p_event_types) as t), p_description)
+  returning id into v_id;
+  return jsonb_build_object(
+    'endpoint_id', v_id, 'url', p_url,
+    'event_types', (select e.event_types from creditgate_private.webhook_endpoints as e where e.id = v_id),
+    'secret', v_secret
+  );
+end
+$$;
+comment on function creditgate_private.webhook_add(text, text [], text, text) is
+'Registers a webhook endpoint; returns its secret once.';
+
+create or replace function creditgate_private.webhook_list()
+returns jsonb
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select coalesce(jsonb_agg(jsonb_build_object(
+    'endpoint_id', e.id, 'url', e.url, 'event_types', e.event_types, 'description', e.description,
+    'enabled', e.enabled, 'disabled_reason', e.disabled_reason, 'created_at', e.created_at,
+    'pending', (select count(*) from creditgate_private.webhook_deliveries as d
+      where d.endpoint_id = e.id and d.status in ('pending', 'delivering')),
+    'parked', (select count(*) from creditgate_private.webhook_deliveries as d
+      where d.endpoint_id = e.id and d.status = 'parked')
+  ) order by e.created_at, e.id), '[]')
+  from creditgate_private.webhook_endpoints as e;
+$$;
+comment on function creditgate_private.webhook_list() is
+'Every webhook endpoint with its backlog (secrets are never listed).';
+
+create or replace function creditgate_private.webhook_disable(p_endpoint_id uuid, p_reason text default 'disabled')
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_canceled integer;
+begin
+  update creditgate_private.webhook_endpoints as e
+  set enabled = false, disabled_reason = left(coalesce(p_reason, 'disabled'), 500), updated_at = now()
+  where e.id = p_endpoint_id;
+  if not found then
+    perform creditgate_private.raise_error('not_found', jsonb_build_object('endpoint_id', p_endpoint_id));
+  end if;
+  update creditgate_private.webhook_deliveries as d
+  set status = 'canceled', updated_at = now()
+  where d.endpoint_id = p_endpoint_id and d.status = 'pending';
+  get diagnostics v_canceled = row_count;
+  return jsonb_build_object('endpoint_id', p_endpoint_id, 'enabled', false, 'canceled', v_canceled);
+end
+$$;
+comment on function creditgate_private.webhook_disable(uuid, text) is
+'Disables an endpoint and cancels its pending deliveries.';
+
+create or replace function creditgate_private.webhook_redeliver(p_delivery_id bigint)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_delivery creditgate_private.webhook_deliveries;
+begin
+  select d.* into v_delivery from creditgate_private.webhook_deliveries as d
+  where d.id = p_delivery_id for update;
+  if not found then
+    perform creditgate_private.raise_error('not_found', jsonb_build_object('delivery_id', p_delivery_id));
+  end if;
+  if v_delivery.status = 'delivering' or not (
+    select e.enabled from creditgate_private.webhook_endpoints as e where e.id = v_delivery.endpoint_id
+  ) then
+    perform creditgate_private.raise_error('invalid_state', jsonb_build_object(
+      'delivery_id', p_delivery_id, 'status', v_delivery.status,
+      'reason', 'in flight, or its endpoint is disabled'
+    ));
+  end if;
+  update creditgate_private.webhook_deliveries as d
+  set status = 'pending', next_attempt_at = now(), budget_started_at = now(), updated_at = now()
+  where d.id = p_delivery_id;
+  perform pg_notify('creditgate_webhooks', '');
+  return jsonb_build_object('delivery_id', p_delivery_id, 'status', 'pending');
+end
+$$;
+comment on function creditgate_private.webhook_redeliver(bigint) is
+'Queues a delivery again (same webhook-id) with a fresh retry budget.';
+
+create or replace function creditgate_private.webhook_deliveries(
+  p_endpoint_id uuid default null,
+  p_status text default null,
+  p_max_items integer default 50
+) returns jsonb
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select coalesce(jsonb_agg(x.j order by x.id desc), '[]')
+  from (
+    select d.id, jsonb_build_object(
+      'delivery_id', d.id, 'endpoint_id', d.endpoint_id, 'event_id', d.event_id,
+      'event_type', ev.event_type, 'status', d.status, 'attempts', d.attempts,
+      'next_attempt_at', d.next_attempt_at, 'last_http_status', d.last_http_status,
+      'last_error', d.last_error, 'created_at', d.created_at, 'delivered_at', d.delivered_at,
+      'history', (
+        select coalesce(jsonb_agg(jsonb_build_object(
+          'attempt', a.attempt, 'started_at', a.started_at, 'outcome', a.outcome,
+          'http_status', a.http_status, 'latency_ms', a.latency_ms, 'error', a.error
+        ) order by a.id), '[]')
+        from creditgate_private.webhook_attempts as a where a.delivery_id = d.id
+      )
+    ) as j
+    from creditgate_private.webhook_deliveries as d
+    inner join creditgate_private.events as ev on ev.id = d.event_id
+    where (p_endpoint_id is null or d.endpoint_id = p_endpoint_id)
+      and (p_status is null or d.status = p_status)
+    order by d.id desc
+    limit least(greatest(coalesce(p_max_items, 50), 1), 1000)
+  ) as x;
+$$;
+comment on function creditgate_private.webhook_deliveries(uuid, text, integer) is
+'Delivery state with every attempt, newest first.';
+
+-- Admin wrappers (console): the admin is checked against creditgate_private.admins.
+create or replace function creditgate.admin_add_webhook_endpoint(
+  url text,
+  event_types text [],
+  secret text default null,
+  description text default null
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.require_admin();
+  return creditgate_private.webhook_add(
+    admin_add_webhook_endpoint.url, admin_add_webhook_endpoint.event_types,
+    admin_add_webhook_endpoint.secret, admin_add_webhook_endpoint.description
+  );
+end
+$$;
+comment on function creditgate.admin_add_webhook_endpoint(text, text [], text, text) is
+'Admins register a webhook endpoint (URL, event types); the secret is returned once.';
+
+create or replace function creditgate.admin_list_webhook_endpoints()
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.require_admin();
+  return creditgate_private.webhook_list();
+end
+$$;
+comment on function creditgate.admin_list_webhook_endpoints() is
+'Admins list webhook endpoints and their backlog (no secrets).';
+
+create or replace function creditgate.admin_disable_webhook_endpoint(endpoint_id uuid)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.require_admin();
+  return creditgate_private.webhook_disable(admin_disable_webhook_endpoint.endpoint_id, 'disabled by an admin');
+end
+$$;
+comment on function creditgate.admin_disable_webhook_endpoint(uuid) is
+'Admins disable a webhook endpoint; its pending deliveries are canceled.';
+
+create or replace function creditgate.admin_redeliver_webhook(delivery_id bigint)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.require_admin();
+  return creditgate_private.webhook_redeliver(admin_redeliver_webhook.delivery_id);
+end
+$$;
+comment on function creditgate.admin_redeliver_webhook(bigint) is
+'Admins send a delivery again with the same webhook-id.';
+
+create or replace function creditgate.admin_webhook_deliveries(
+  endpoint_id uuid default null,
+  status text default null,
+  max_items integer default 50
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform creditgate_private.require_admin();
+  return creditgate_private.webhook_deliveries(
+    admin_webhook_deliveries.endpoint_id, admin_webhook_deliveries.status, admin_webhook_deliveries.max_items
+  );
+end
+$$;
+comment on function creditgate.admin_webhook_deliveries(uuid, text, integer) is
+'Admins read delivery state and every attempt.';
+
+create or replace function creditgate.service_claim_webhook_deliveries(
+  worker_id text,
+  max_items integer default 10,
+  lease_seconds integer default 60
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_now timestamptz := now();
+  v_claimed jsonb := '[]';
+  v_row record;
+  v_token uuid;
+  v_allow boolean := coalesce((creditgate_private.setting('webhook_allow_loopback') #>> '{}')::boolean, false);
+begin
+  perform creditgate_private.check_worker_id(service_claim_webhook_deliveries.worker_id);
+  if service_claim_webhook_deliveries.max_items is null or service_claim_webhook_deliveries.max_items not between 1 and 100 then
+    perform creditgate_private.invalid('max_items', 'between 1 and 100');
+  end if;
+  if service_claim_webhook_deliveries.lease_seconds is null or service_claim_webhook_deliveries.lease_seconds not between 1 and 3600 then
+    perform creditgate_private.invalid('lease_seconds', 'between 1 and 3600');
+  end if;
+  for v_row in
+    select d.id, d.status, d.attempts, d.lease_owner, d.lease_token, d.lease_expires_at,
+      e.url, e.secret, ev.id as event_id, ev.event_type, ev.payload, ev.created_at as event_at
+    from creditgate_private.webhook_deliveries as d
+    inner join creditgate_private.webhook_endpoints as e on e.id = d.endpoint_id
+    inner join creditgate_private.events as ev on ev.id = d.event_id
+    where e.enabled
+      and ((d.status = 'pending' and d.next_attempt_at <= v_now)
+        or (d.status = 'delivering' and d.lease_expires_at <= v_now))
+    order by coalesce(d.lease_expires_at, d.next_attempt_at), d.id
+    limit service_claim_webhook_deliveries.max_items
+    for update of d skip locked
+  loop
+    if v_row.status = 'delivering' then
+      -- The worker holding it vanished (killed mid-delivery): record that attempt.
+      insert into creditgate_private.webhook_attempts (delivery_id, attempt, worker_id, started_at, outcome, error)
+      values (v_row.id, v_row.attempts, v_row.lease_owner, v_row.lease_expires_at, 'lease_expired',
+        'the worker stopped before reporting the attempt');
+    end if;
+    v_token := gen_random_uuid();
+    update creditgate_private.webhook_deliveries as d
+    set status = 'delivering', attempts = d.attempts + 1,
+      lease_owner = service_claim_webhook_deliveries.worker_id, lease_token = v_token,
+      lease_expires_at = v_now + make_interval(secs => service_claim_webhook_deliveries.lease_seconds),
+      updated_at = v_now
+    where d.id = v_row.id;
+    v_claimed := v_claimed || jsonb_build_object(
+      'delivery_id', v_row.id, 'lease_token', v_token, 'attempt', v_row.attempts + 1,
+      'url', v_row.url, 'secret', v_row.secret, 'webhook_id', 'msg_' || replace(v_row.event_id::text, '-', ''),
+      'event_type', v_row.event_type, 'allow_loopback', v_allow,
+      'body', jsonb_build_object(
+        'type', v_row.event_type,
+        'timestamp', to_char(v_row.event_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'data', v_row.payload
+      )::text
+    );
+  end loop;
+  return v_claimed;
+end
+$$;
+comment on function creditgate.service_claim_webhook_deliveries(text, integer, integer) is
+'Workers claim due webhook deliveries (SKIP LOCKED, leased; expired leases are taken over).';
+
+create or replace function creditgate.service_finish_webhook_delivery(
+  delivery_id bigint,
+  worker_id text,
+  lease_token text,
+  outcome jsonb
+) returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_delivery creditgate_private.webhook_deliveries;
+  v_http integer;
+  v_latency integer;
+  v_error text;
+  v_kind text;
+  v_status text;
+  v_next timestamptz;
+  v_base numeric := coalesce((creditgate_private.setting('webhook_backoff_base_seconds') #>> '{}')::numeric, 5);
+  v_max numeric := coalesce((creditgate_private.setting('webhook_backoff_max_seconds') #>> '{}')::numeric, 21600);
+  v_budget numeric := coalesce((creditgate_private.setting('webhook_retry_budget_hours') #>> '{}')::numeric, 72);
+  v_delay numeric;
+begin
+  if service_finish_webhook_delivery.outcome is null or jsonb_typeof(service_finish_webhook_delivery.outcome) <> 'object' then
+    perform creditgate_private.invalid('outcome', 'an object');
+  end if;
+  if service_finish_webhook_delivery.lease_token is null
+     or service_finish_webhook_delivery.lease_token !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    perform creditgate_private.invalid('lease_token', 'a UUID');
+  end if;
+  select d.* into v_delivery from creditgate_private.webhook_deliveries as d
+  where d.id = service_finish_webhook_delivery.delivery_id for update;
+  if not found or v_delivery.status <> 'delivering'
+     or v_delivery.lease_token <> service_finish_webhook_delivery.lease_token::uuid
+     or v_delivery.lease_owner is distinct from service_finish_webhook_delivery.worker_id then
+    perform creditgate_private.raise_error('lease_lost', jsonb_build_object('delivery_id', service_finish_webhook_delivery.delivery_id));
+  end if;
+  v_http := case when jsonb_typeof(service_finish_webhook_delivery.outcome -> 'http_status') = 'number'
+    then (service_finish_webhook_delivery.outcome ->> 'http_status')::integer end;
+  v_latency := case when jsonb_typeof(service_finish_webhook_delivery.outcome -> 'latency_ms') = 'number'
+    then (service_finish_webhook_delivery.outcome ->> 'latency_ms')::numeric::integer end;
+  v_error := left(service_finish_webhook_delivery.outcome ->> 'error', 500);
+  v_kind := case
+    when coalesce((service_finish_webhook_delivery.outcome ->> 'refused')::boolean, false) then 'refused'
+    when v_http between 200 and 299 then 'delivered'
+    when v_http = 410 then 'gone'
+    else 'failed'
+  end;
+  insert into creditgate_private.webhook_attempts (
+    delivery_id, attempt, worker_id, started_at, outcome, http_status, latency_ms, error
+  ) values (
+    v_delivery.id, v_delivery.attempts, v_delivery.lease_owner,
+    clock_timestamp() - make_interval(secs => coalesce(v_latency, 0) / 1000.0),
+    v_kind, v_http, v_latency, v_error
+  );
+  if v_kind = 'delivered' then
+    v_status := 'delivered';
+  elsif v_kind = 'gone' then
+    v_status := 'canceled';
+    perform creditgate_private.webhook_disable(v_delivery.endpoint_id, 'the receiver answered 410 Gone');
+  elsif v_kind = 'refused' then
+    v_status := 'parked';
+  else
+    v_delay := least(v_base * power(2::numeric, greatest(v_delivery.attempts - 1, 0)), v_max)
+      * (0.5 + random()::numeric / 2);
+    v_next := now() + make_interval(secs => v_delay::double precision);
+    v_status := case
+      when v_next > v_delivery.budget_started_at + make_interval(secs => (v_budget * 3600)::double precision)
+        then 'parked'
+      else 'pending'
+    end;
+  end if;
+  update creditgate_private.webhook_deliveries as d
+  set status = v_status,
+    next_attempt_at = coalesce(v_next, d.next_attempt_at),
+    lease_owner = null, lease_token = null, lease_expires_at = null,
+    last_http_status = v_http, last_error = v_error,
+    delivered_at = case when v_status = 'delivered' then now() else d.delivered_at end,
+    updated_at = now()
+  where d.id = v_delivery.id;
+  return jsonb_build_object(
+    'delivery_id', v_delivery.id, 'status', v_status,
+    'next_attempt_at', case when v_status = 'pending' then v_next end
+  );
+end
+$$;
+comment on function creditgate.service_finish_webhook_delivery(bigint, text, text, jsonb) is
+'Workers report one delivery attempt: delivered, retried with backoff, parked, or endpoint gone.';
+
+revoke all on function creditgate_private.webhook_event_types() from public, anon, authenticated;
+revoke all on function creditgate_private.webhook_add(text, text [], text, text) from public, anon, authenticated;
+revoke all on function creditgate_private.webhook_list() from public, anon, authenticated;
+revoke all on function creditgate_private.webhook_disable(uuid, text) from public, anon, authenticated;
+revoke all on function creditgate_private.webhook_redeliver(bigint) from public, anon, authenticated;
+revoke all on function creditgate_private.webhook_deliveries(uuid, text, integer) from public, anon, authenticated;
+revoke all on function creditgate.admin_add_webhook_endpoint(text, text [], text, text) from public, anon, authenticated;
+revoke all on function creditgate.admin_list_webhook_endpoints() from public, anon, authenticated;
+revoke all on function creditgate.admin_disable_webhook_endpoint(uuid) from public, anon, authenticated;
+revoke all on function creditgate.admin_redeliver_webhook(bigint) from public, anon, authenticated;
+revoke all on function creditgate.admin_webhook_deliveries(uuid, text, integer) from public, anon, authenticated;
+grant execute on function creditgate.admin_add_webhook_endpoint(text, text [], text, text) to authenticated;
+grant execute on function creditgate.admin_list_webhook_endpoints() to authenticated;
+grant execute on function creditgate.admin_disable_webhook_endpoint(uuid) to authenticated;
+grant execute on function creditgate.admin_redeliver_webhook(bigint) to authenticated;
+grant execute on function creditgate.admin_webhook_deliveries(uuid, text, integer) to authenticated;
+revoke all on function creditgate.service_claim_webhook_deliveries(text, integer, integer) from public, anon, authenticated;
+revoke all on function creditgate.service_finish_webhook_delivery(bigint, text, text, jsonb) from public, anon, authenticated;
+grant execute on function creditgate.service_claim_webhook_deliveries(text, integer, integer) to service_role;
+grant execute on function creditgate.service_finish_webhook_delivery(bigint, text, text, jsonb) to service_role;
+
 -- ===== db/functions/private/errors.sql =====
 -- creditgate_private.error_codes() -> table (message, sqlstate, hint)
 -- creditgate_private.raise_error(p_message, p_detail, p_hint)
@@ -4747,7 +5838,21 @@ begin
     "max_lease_seconds": {"value": 3600,
       "description": "longest lease a worker may ask for"},
     "client_ip_header": {"value": "cf-connecting-ip",
-      "description": "the one request header that holds the client address for per-IP rate limits: a header name (cf-connecting-ip: set by Supabase''s edge and by the bundled service) or x-forwarded-for:N (the Nth entry from the right, N = trusted proxies that append to it); see docs/security.md"}
+      "description": "the one request header that holds the client address for per-IP rate limits: a header name (cf-connecting-ip: set by Supabase''s edge and by the bundled service) or x-forwarded-for:N (the Nth entry from the right, N = trusted proxies that append to it); see docs/security.md"},
+    "low_balance_threshold": {"value": 100,
+      "description": "balance.low fires when a balance falls below this (0 = never)"},
+    "plan_low_balance_thresholds": {"value": {},
+      "description": "per-plan override of low_balance_threshold, by balances.plan"},
+    "credits_expiring_days": {"value": 7,
+      "description": "credits.expiring fires this many days before a lot expires"},
+    "webhook_retry_budget_hours": {"value": 72,
+      "description": "hours a webhook delivery is retried before it is parked"},
+    "webhook_backoff_base_seconds": {"value": 5,
+      "description": "first retry delay of a webhook delivery; doubles per attempt, with jitter"},
+    "webhook_backoff_max_seconds": {"value": 21600,
+      "description": "longest delay between two webhook delivery attempts"},
+    "webhook_allow_loopback": {"value": false,
+      "description": "development only: allow http:// webhook URLs on 127.0.0.1/::1/localhost"}
   }'::jsonb;
 end
 $$;
@@ -4857,6 +5962,42 @@ begin
     when 'client_ip_header' then
       if v_type <> 'string' or (p_value #>> '{}') !~ '^[a-z0-9][a-z0-9-]{0,63}(:[1-9][0-9]?)?$' then
         return 'must be a lower-case header name, optionally with :N (1-99) for the Nth comma-separated entry from the right';
+      end if;
+    when 'low_balance_threshold' then
+      if not creditgate_private.json_is_int(p_value, 0, 1000000000000000) then
+        return 'must be an integer between 0 and 1000000000000000';
+      end if;
+    when 'plan_low_balance_thresholds' then
+      if v_type <> 'object' then
+        return 'must be an object mapping plan names to a threshold (integer >= 0)';
+      end if;
+      for v_plan, v_cap in select e.key, e.value from jsonb_each(p_value) as e loop
+        if v_plan !~ '^[a-z][a-z0-9_]{0,31}$' then
+          return 'plan names are lower-case identifiers (as balances.plan)';
+        end if;
+        if not creditgate_private.json_is_int(v_cap, 0, 1000000000000000) then
+          return 'thresholds must be integers between 0 and 1000000000000000';
+        end if;
+      end loop;
+    when 'credits_expiring_days' then
+      if not creditgate_private.json_is_int(p_value, 0, 365) then
+        return 'must be an integer between 0 and 365';
+      end if;
+    when 'webhook_retry_budget_hours' then
+      if v_type <> 'number' or (p_value #>> '{}')::numeric not between 0.001 and 720 then
+        return 'must be a number of hours between 0.001 and 720';
+      end if;
+    when 'webhook_backoff_base_seconds' then
+      if v_type <> 'number' or (p_value #>> '{}')::numeric not between 0.05 and 3600 then
+        return 'must be a number of seconds between 0.05 and 3600';
+      end if;
+    when 'webhook_backoff_max_seconds' then
+      if v_type <> 'number' or (p_value #>> '{}')::numeric not between 0.05 and 604800 then
+        return 'must be a number of seconds between 0.05 and 604800';
+      end if;
+    when 'webhook_allow_loopback' then
+      if v_type <> 'boolean' then
+        return 'must be true or false';
       end if;
     else
       return 'unknown setting';
@@ -5030,6 +6171,33 @@ create policy "Users can read their own ledger entries" on creditgate.ledger
 drop policy if exists "Anyone can read active credit packs" on creditgate.credit_packs;
 create policy "Anyone can read active credit packs" on creditgate.credit_packs
   for select to anon, authenticated using (active);
+
+-- ===== db/policies/ops.sql =====
+-- RLS and privileges for the operations tables (jobs, runs, audit results, outbox,
+-- webhooks, purge queue): all private. RLS on with no policy, no grants; everything goes
+-- through definer functions.
+
+alter table creditgate_private.jobs enable row level security;
+alter table creditgate_private.job_runs enable row level security;
+alter table creditgate_private.audit_runs enable row level security;
+alter table creditgate_private.events enable row level security;
+alter table creditgate_private.webhook_endpoints enable row level security;
+alter table creditgate_private.webhook_deliveries enable row level security;
+alter table creditgate_private.webhook_attempts enable row level security;
+alter table creditgate_private.media_purge_queue enable row level security;
+
+revoke all on table creditgate_private.jobs, creditgate_private.job_runs,
+  creditgate_private.audit_runs, creditgate_private.events,
+  creditgate_private.webhook_endpoints, creditgate_private.webhook_deliveries,
+  creditgate_private.webhook_attempts, creditgate_private.media_purge_queue
+  from public, anon, authenticated, service_role;
+revoke all on sequence creditgate_private.job_runs_id_seq, creditgate_private.audit_runs_id_seq,
+  creditgate_private.webhook_deliveries_id_seq, creditgate_private.webhook_attempts_id_seq
+  from public, anon, authenticated, service_role;
+
+-- The balance.low trigger on creditgate.balances, with the current threshold bounds
+-- (db/functions/ops/outbox.sql); here because policies run after every function exists.
+select creditgate_private.install_balance_low_trigger();
 
 -- ===== db/policies/private_internals.sql =====
 -- RLS and privileges for the server-only bookkeeping of generations and admin grants
