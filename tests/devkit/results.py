@@ -205,6 +205,40 @@ def collect(db: dbutil.TestDatabase) -> Samples:
         service("service_mark_media_purged", "purged",
                 {"media_ids": "{" + ",".join(m["media_id"] for m in expired) + "}"}, casts={"media_ids": "uuid[]"})
 
+        # Operations: jobs, status, webhooks (an endpoint on loopback, allowed by setting).
+        service("service_run_due_jobs", "every job due", {"runner": "devkit"})
+        service("service_run_due_jobs", "nothing due", {"runner": "devkit"})
+        service("service_ops_status", "after the scenario", {})
+        user("admin_set_setting", "allow loopback webhooks",
+             {"key": "webhook_allow_loopback", "value": "true"}, who=admin,
+             casts={"value": "jsonb"})
+        endpoint = user("admin_add_webhook_endpoint", "added", {
+            "url": "http://127.0.0.1:9/hooks", "event_types": "{*}",
+            "description": "devkit"}, who=admin, casts={"event_types": "text[]"})
+        user("admin_list_webhook_endpoints", "one endpoint", who=admin)
+        user("admin_add_credits", "an event for the endpoint", {
+            "user_id": alice, "amount": 10, "reason": "devkit",
+            "idempotency_key": "devkit-admin-2"}, who=admin)
+        deliveries = service("service_claim_webhook_deliveries", "due deliveries",
+                             {"worker_id": "devkit-hooks", "max_items": 1, "lease_seconds": 30})
+        service("service_claim_webhook_deliveries", "none due", {"worker_id": "devkit-hooks"})
+        if deliveries:
+            d = deliveries[0]
+            service("service_finish_webhook_delivery", "failed: retried later", {
+                "delivery_id": d["delivery_id"], "worker_id": "devkit-hooks",
+                "lease_token": d["lease_token"],
+                "outcome": {"http_status": 500, "latency_ms": 12, "error": "server error"}})
+            user("admin_webhook_deliveries", "for the endpoint",
+                 {"endpoint_id": endpoint["endpoint_id"]}, who=admin)
+            user("admin_redeliver_webhook", "again", {"delivery_id": d["delivery_id"]}, who=admin)
+        user("admin_disable_webhook_endpoint", "disabled",
+             {"endpoint_id": endpoint["endpoint_id"]}, who=admin)
+        user("admin_daily_stats", "last week", {"since": NOW - timedelta(days=7)}, who=admin)
+        user("admin_find_user", "by id", {"query": alice}, who=admin)
+        user("admin_list_models", "every model", who=admin)
+        user("admin_get_settings", "every setting", who=admin)
+        user("admin_run_audit", "everything", who=admin)
+
         user("admin_stats", "after the scenario", {"since": NOW - timedelta(days=1)}, who=admin)
         user("admin_stats", "an empty window", {"since": NOW + timedelta(days=1)}, who=admin)
         service("audit", "everything", {})

@@ -32,9 +32,12 @@ begin
 
   select jsonb_build_object(
     'running', count(*),
-    'expired', count(*) filter (where g.lease_expires_at <= v_now)
+    'expired', count(*) filter (where l.lease_expires_at <= v_now)
   ) into v_leases
-  from creditgate.generations as g where g.status = 'running';
+  from creditgate.generations as g
+  -- Leases live in creditgate_private.generation_leases since 0010.
+  left join creditgate_private.generation_leases as l on l.generation_id = g.id
+  where g.status = 'running';
 
   select coalesce(jsonb_agg(jsonb_build_object(
     'provider', p.provider, 'calls', p.calls, 'failures', p.failures,
