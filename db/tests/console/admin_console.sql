@@ -22,7 +22,9 @@ select creditgate.service_settle_generation(:'g1', 'w1', (select x ->> 'lease_to
     'media', jsonb_build_array(jsonb_build_object('storage_key', 'media/' || :'g1' || '/0.png', 'content_type', 'image/png', 'bytes', 1))));
 select creditgate.service_settle_generation(:'g2', 'w1', (select x ->> 'lease_token' from jobs, jsonb_array_elements(j) as x where x ->> 'generation_id' = :'g2'),
   '{"status": "failed", "error": {"code": "server_error"}, "provider": {"name": "local", "http_status": 500, "latency_ms": 300}}');
-select creditgate.service_apply_checkout('evt_console_1', :'u', 'price_console_test');
+-- A paid checkout carries its amount and currency (checked against the pack since 0011).
+select creditgate.service_apply_checkout('evt_console_1', :'u', 'price_console_test',
+  amount_total => 500, currency => 'usd', session_id => 'cs_console_1');
 select tests.as_owner();
 select tests.make_queued_generation(:'u', 'chat-test', 40, '{"messages": [{"role": "user", "content": "x"}]}') as g3 \gset
 
