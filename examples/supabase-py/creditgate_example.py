@@ -49,6 +49,7 @@ class DailyUsage(TypedDict):
 class BalanceResult(TypedDict):
     balance: int
     available: int
+    owed: int
     plan: str
     expiring: list[ExpiringLot]
     daily: DailyUsage
@@ -200,6 +201,8 @@ async def show_balance(client: AsyncClient) -> BalanceResult:
           f" plan {balance['plan']})")
     for lot in balance["expiring"]:
         print(f"  {lot['amount']} {lot['category']} credits expire at {lot['expires_at']}")
+    if balance["owed"]:
+        print(f"  {balance['owed']} credits owed after a chargeback: paid first from new credits")
     cap = "no cap" if balance["daily"]["cap"] is None else f"cap {balance['daily']['cap']}"
     print(f"  today: {balance['daily']['used']} used, {cap}")
     return balance

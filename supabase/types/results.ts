@@ -138,6 +138,8 @@ export interface DailyUsage {
 export interface BalanceResult {
   balance: Int
   available: Int
+  /** credits still owed after a clawback; paid first from any credit that arrives */
+  owed: Int
   plan: string
   expiring: ExpiringLot[]
   daily: DailyUsage
@@ -164,19 +166,47 @@ export interface CreditEntryResult {
   lot_id: Uuid
 }
 
-/** service_apply_checkout(event_id, user_id, price_id, quantity) */
-export interface CheckoutResult extends CreditEntryResult {
+/** A paid checkout that matched its pack: the purchase entry. */
+export interface CheckoutGranted extends CreditEntryResult {
   entry_type: "purchase"
   pack_id: string
   credits: Int
 }
 
-/** service_clawback(event_id, user_id, amount, reason) */
+/** A checkout whose amount or currency did not match the pack: held, nothing granted. */
+export interface CheckoutHeld {
+  held: true
+  reason: string
+  pack_id: string
+  credits: 0
+  expected_amount: Int
+  expected_currency: string
+  amount: Int | null
+  currency: string | null
+  replayed: boolean
+}
+
+/** service_apply_checkout(event_id, user_id, price_id, quantity, amount_total, currency, session_id, amount_tax) */
+export type CheckoutResult = CheckoutGranted | CheckoutHeld
+
+/** service_clawback, service_stripe_refund and service_stripe_dispute: what was taken back */
 export interface ClawbackResult {
   requested: Int
   taken: Int
   shortfall: Int
   /** null when nothing could be taken */
+  entry_id: Int | null
+  balance: Int
+  replayed: boolean
+}
+
+/** service_stripe_dispute_won(dispute_id, user_id, payment_id, reason) */
+export interface DisputeWonResult {
+  /** credits the dispute's clawback took that went back to the user */
+  returned: Int
+  /** what was still owed for the dispute, cancelled */
+  cancelled: Int
+  /** null when nothing was returned */
   entry_id: Int | null
   balance: Int
   replayed: boolean
@@ -234,6 +264,7 @@ export interface AdminStatsResult {
     spent: Int
     refunded: Int
     expired: Int
+    forfeited: Int
     clawed_back: Int
     net_spent: Int
   }
@@ -348,11 +379,227 @@ export interface AuditResult {
   checks: AuditCheck[]
 }
 
+// --- operations: jobs, status, webhooks (service_role and admins) ---------------------------
+
+export interface JobRun {
+  job: string
+  ok: boolean
+  /** the job's own result ({lots, credits, ...} for expire-credits, {deleted} for prune...) */
+  result: JsonValue
+}
+
+/** service_run_due_jobs(runner, now) */
+export interface RunDueJobsResult {
+  /** another runner holds the lock: nothing ran */
+  locked: boolean
+  ran: JobRun[]
+}
+
+export interface JobStatus {
+  name: string
+  runner: string
+  cron_schedule: string
+  interval_seconds: Int
+  last_started_at: Timestamp | null
+  last_ok: boolean | null
+  last_duration_ms: Int | null
+  overdue: boolean
+}
+
+/** service_ops_status(now) */
+export interface OpsStatusResult {
+  at: Timestamp
+  queue: { depth: Int; oldest_age_seconds: Decimal }
+  leases: { running: Int; expired: Int }
+  providers: { provider: string; calls: Int; failures: Int; failure_rate: Decimal }[]
+  outbox: { pending: Int; parked: Int; events_last_hour: Int; oldest_pending_age_seconds: Decimal }
+  audit: { id: Int; ok: boolean; failures: Int; started_at: Timestamp; age_seconds: Decimal } | null
+  jobs: JobStatus[]
+  /** what an operator must look at; empty when all is well */
+  attention: string[]
+}
+
+/** admin_add_webhook_endpoint(url, event_types, secret, description): the secret is shown once */
+export interface WebhookEndpointAdded {
+  endpoint_id: Uuid
+  url: string
+  event_types: string[]
+  secret: string
+}
+
+/** One row of admin_list_webhook_endpoints() */
+export interface WebhookEndpoint {
+  endpoint_id: Uuid
+  url: string
+  description: string | null
+  event_types: string[]
+  enabled: boolean
+  disabled_reason: string | null
+  pending: Int
+  parked: Int
+  created_at: Timestamp
+}
+
+/** admin_disable_webhook_endpoint(endpoint_id) */
+export interface WebhookEndpointDisabled {
+  endpoint_id: Uuid
+  enabled: false
+  /** pending deliveries canceled */
+  canceled: Int
+}
+
+export type DeliveryStatus = "pending" | "delivered" | "parked" | "canceled"
+
+export interface DeliveryAttempt {
+  attempt: Int
+  outcome: string
+  http_status: Int | null
+  latency_ms: Int | null
+  error: string | null
+  started_at: Timestamp
+}
+
+/** One row of admin_webhook_deliveries(endpoint_id, status, max_items) */
+export interface WebhookDelivery {
+  delivery_id: Int
+  endpoint_id: Uuid
+  event_id: Uuid
+  event_type: string
+  status: DeliveryStatus
+  attempts: Int
+  last_http_status: Int | null
+  last_error: string | null
+  next_attempt_at: Timestamp | null
+  delivered_at: Timestamp | null
+  created_at: Timestamp
+  history: DeliveryAttempt[]
+}
+
+/** admin_redeliver_webhook(delivery_id) */
+export interface RedeliverResult {
+  delivery_id: Int
+  status: DeliveryStatus
+}
+
+/** One delivery of service_claim_webhook_deliveries: server-only (carries the secret). */
+export interface ClaimedDelivery {
+  delivery_id: Int
+  lease_token: Uuid
+  attempt: Int
+  url: string
+  secret: string
+  webhook_id: string
+  event_type: string
+  /** the exact JSON text to sign and send */
+  body: string
+  allow_loopback: boolean
+}
+
+/** service_finish_webhook_delivery(delivery_id, worker_id, lease_token, outcome) */
+export interface FinishDeliveryResult {
+  delivery_id: Int
+  status: DeliveryStatus
+  next_attempt_at: Timestamp | null
+}
+
+// --- console reads (admins) ------------------------------------------------------------------
+
+export interface DailyCredits {
+  day: DateOnly
+  sold: Int
+  granted: Int
+  spent: Int
+  refunded: Int
+  expired: Int
+  clawed_back: Int
+}
+
+export interface DailyProviders {
+  day: DateOnly
+  calls: Int
+  failures: Int
+  failure_rate: Decimal
+  p50_latency_ms: Decimal | null
+  p95_latency_ms: Decimal | null
+}
+
+/** admin_daily_stats(since) */
+export interface DailyStatsResult {
+  since: Timestamp
+  days: DateOnly[]
+  credits: DailyCredits[]
+  outstanding: { day: DateOnly; balance: Int }[]
+  generations_by_status: { day: DateOnly; status: GenerationStatus; count: Int }[]
+  generations_by_model: { day: DateOnly; model_id: string; count: Int }[]
+  providers: DailyProviders[]
+}
+
+/** admin_find_user(query) */
+export interface FoundUser {
+  user: { id: Uuid; email: string | null; created_at: Timestamp | null; is_admin: boolean }
+  balance: { balance: Int; plan: string; available: Int }
+  lots: {
+    id: Uuid
+    amount: Int
+    remaining: Int
+    category: LotCategory
+    priority: Int
+    expires_at: Timestamp | null
+    created_at: Timestamp
+  }[]
+  ledger: {
+    id: Int
+    entry_type: string
+    amount: Int
+    delta: Int
+    balance_after: Int
+    reason: string | null
+    generation_id: Uuid | null
+    created_at: Timestamp
+  }[]
+  generations: {
+    id: Uuid
+    model_id: string
+    kind: GenerationKind
+    status: GenerationStatus
+    cost: Int
+    created_at: Timestamp
+    finished_at: Timestamp | null
+  }[]
+}
+
+/** One row of admin_list_models() (disabled models too) */
+export interface AdminModel {
+  id: string
+  kind: GenerationKind
+  name: string
+  enabled: boolean
+}
+
+/** One row of admin_get_settings() */
+export interface AdminSetting {
+  key: string
+  value: JsonValue
+  default: JsonValue
+  description: string
+  updated_at: Timestamp | null
+}
+
 // --- every RPC -------------------------------------------------------------------------------
 
 /** The result of each function in schema creditgate, by name. */
 export interface RpcResults {
   admin_add_credits: CreditEntryResult
+  admin_add_webhook_endpoint: WebhookEndpointAdded
+  admin_daily_stats: DailyStatsResult
+  admin_disable_webhook_endpoint: WebhookEndpointDisabled
+  admin_find_user: FoundUser
+  admin_get_settings: AdminSetting[]
+  admin_list_models: AdminModel[]
+  admin_list_webhook_endpoints: WebhookEndpoint[]
+  admin_redeliver_webhook: RedeliverResult
+  admin_run_audit: AuditResult
+  admin_webhook_deliveries: WebhookDelivery[]
   admin_set_model_enabled: ModelEnabledResult
   admin_set_setting: SettingResult
   admin_stats: AdminStatsResult
@@ -366,12 +613,19 @@ export interface RpcResults {
   save_media: MediaResult
   service_apply_checkout: CheckoutResult
   service_claim_generations: ClaimedJob[]
+  service_claim_webhook_deliveries: ClaimedDelivery[]
   service_clawback: ClawbackResult
   service_expire_credits: ExpireCreditsResult
   service_expired_media: StoredMedia[]
+  service_finish_webhook_delivery: FinishDeliveryResult
   service_grant_credits: CreditEntryResult
   service_heartbeat: HeartbeatResult
   service_mark_media_purged: MarkMediaPurgedResult
+  service_ops_status: OpsStatusResult
   service_reap_expired_leases: ReapResult
+  service_run_due_jobs: RunDueJobsResult
   service_settle_generation: SettleResult
+  service_stripe_dispute: ClawbackResult
+  service_stripe_dispute_won: DisputeWonResult
+  service_stripe_refund: ClawbackResult
 }

@@ -90,8 +90,10 @@ def collect(db: dbutil.TestDatabase) -> Samples:
         checkout = {"event_id": "evt_devkit_1", "user_id": alice, "price_id": "price_devkit",
                     "quantity": 2, "amount_total": 1000, "currency": "usd",
                     "session_id": "cs_devkit_1"}
-        service("service_apply_checkout", "fresh", checkout, casts={"amount_total": "bigint"})
-        service("service_apply_checkout", "replayed", checkout, casts={"amount_total": "bigint"})
+        service("service_apply_checkout", "granted", checkout)
+        service("service_apply_checkout", "replayed", checkout)
+        service("service_apply_checkout", "held: the amount does not match the pack", {
+            **checkout, "event_id": "evt_devkit_2", "session_id": "cs_devkit_2", "amount_total": 1})
         user("get_balance", "with expiring lots and a cap")
         user("get_balance", "uncapped plan, nothing expiring", who=broke)
 
@@ -181,13 +183,61 @@ def collect(db: dbutil.TestDatabase) -> Samples:
             "event_id": "evt_devkit_dispute_2", "user_id": disputed, "amount": 10,
             "reason": "dispute"})
 
+        # Stripe refunds and disputes of alice's checkout (1000 cents bought 1000 credits).
+        payment = {"user_id": alice, "payment_id": "pi_devkit_1"}
+        service("service_stripe_refund", "partial refund", {
+            **payment, "refund_id": "re_devkit_1", "credits": 1000, "payment_amount": 1000,
+            "amount_refunded": 250, "reason": "requested_by_customer"})
+        service("service_stripe_refund", "replayed", {
+            **payment, "refund_id": "re_devkit_1", "credits": 1000, "payment_amount": 1000,
+            "amount_refunded": 250, "reason": "requested_by_customer"})
+        service("service_stripe_dispute", "dispute", {
+            **payment, "dispute_id": "dp_devkit_1", "credits": 1000, "reason": "fraudulent"})
+        service("service_stripe_dispute_won", "won", {**payment, "dispute_id": "dp_devkit_1"})
+        service("service_stripe_dispute_won", "won before it was seen", {
+            **payment, "payment_id": "pi_devkit_2", "dispute_id": "dp_devkit_2"})
+
         service("service_expire_credits", "lots lapsed", {"now": NOW + timedelta(days=400)})
         service("service_expire_credits", "nothing lapsed", {})
         expired = service("service_expired_media", "due", {"max_items": 10,
                                                           "now": NOW + timedelta(days=30)})
-        service("service_expired_media", "none due", {"max_items": 10})
+        service("service_expired_media", "due now: the deleted one", {"max_items": 10})
         service("service_mark_media_purged", "purged",
                 {"media_ids": "{" + ",".join(m["media_id"] for m in expired) + "}"}, casts={"media_ids": "uuid[]"})
+
+        # Operations: jobs, status, webhooks (an endpoint on loopback, allowed by setting).
+        service("service_run_due_jobs", "every job due", {"runner": "devkit"})
+        service("service_run_due_jobs", "nothing due", {"runner": "devkit"})
+        service("service_ops_status", "after the scenario", {})
+        user("admin_set_setting", "allow loopback webhooks",
+             {"key": "webhook_allow_loopback", "value": "true"}, who=admin,
+             casts={"value": "jsonb"})
+        endpoint = user("admin_add_webhook_endpoint", "added", {
+            "url": "http://127.0.0.1:9/hooks", "event_types": "{*}",
+            "description": "devkit"}, who=admin, casts={"event_types": "text[]"})
+        user("admin_list_webhook_endpoints", "one endpoint", who=admin)
+        user("admin_add_credits", "an event for the endpoint", {
+            "user_id": alice, "amount": 10, "reason": "devkit",
+            "idempotency_key": "devkit-admin-2"}, who=admin)
+        deliveries = service("service_claim_webhook_deliveries", "due deliveries",
+                             {"worker_id": "devkit-hooks", "max_items": 1, "lease_seconds": 30})
+        service("service_claim_webhook_deliveries", "none due", {"worker_id": "devkit-hooks"})
+        if deliveries:
+            d = deliveries[0]
+            service("service_finish_webhook_delivery", "failed: retried later", {
+                "delivery_id": d["delivery_id"], "worker_id": "devkit-hooks",
+                "lease_token": d["lease_token"],
+                "outcome": {"http_status": 500, "latency_ms": 12, "error": "server error"}})
+            user("admin_webhook_deliveries", "for the endpoint",
+                 {"endpoint_id": endpoint["endpoint_id"]}, who=admin)
+            user("admin_redeliver_webhook", "again", {"delivery_id": d["delivery_id"]}, who=admin)
+        user("admin_disable_webhook_endpoint", "disabled",
+             {"endpoint_id": endpoint["endpoint_id"]}, who=admin)
+        user("admin_daily_stats", "last week", {"since": NOW - timedelta(days=7)}, who=admin)
+        user("admin_find_user", "by id", {"query": alice}, who=admin)
+        user("admin_list_models", "every model", who=admin)
+        user("admin_get_settings", "every setting", who=admin)
+        user("admin_run_audit", "everything", who=admin)
 
         user("admin_stats", "after the scenario", {"since": NOW - timedelta(days=1)}, who=admin)
         user("admin_stats", "an empty window", {"since": NOW + timedelta(days=1)}, who=admin)

@@ -45,6 +45,8 @@ begin
     null;
   end;
   execute format('grant anon, authenticated, service_role to %I with admin option', v_migrator);
+  -- A hosted project's postgres is a member of supabase_auth_admin (it may act as GoTrue).
+  execute format('grant supabase_auth_admin to %I', v_migrator);
   execute format('grant create, temporary on database %I to %I', current_database(), v_migrator);
 end
 $$;

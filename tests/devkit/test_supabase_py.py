@@ -58,13 +58,13 @@ def test_mypy_catches_a_wrong_result_field(tmp_path: Path) -> None:
         "\n"
         "def show(balance: BalanceResult, result: RequestGenerationResult) -> str:\n"
         "    ok: int = balance['available'] + result['cost']\n"
-        "    return f\"{ok} {balance['owed']}\" + result['generation_id'] + result['cost']\n"
+        "    return f\"{ok} {balance['credits']}\" + result['generation_id'] + result['cost']\n"
     )
     result = mypy(planted, cwd=tmp_path)
     assert result.returncode == 1, result.stdout
     # line 4 (right fields, right types) passes; line 5's mistakes are each reported.
     assert "planted.py:4:" not in result.stdout
-    assert 'planted.py:5: error: TypedDict "BalanceResult" has no key "owed"' in result.stdout
+    assert 'planted.py:5: error: TypedDict "BalanceResult" has no key "credits"' in result.stdout
     assert 'planted.py:5: error: Unsupported operand types for + ("str" and "int")' in (
         result.stdout)
 

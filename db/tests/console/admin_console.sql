@@ -2,7 +2,7 @@
 -- admin_get_settings, admin_run_audit. Admins only (checked inside); figures over a small
 -- known dataset.
 begin;
-select plan(34);
+select plan(30);
 
 select tests.worker_models();
 insert into creditgate.credit_packs (id, name, credits, price_cents, stripe_price_id)
@@ -22,7 +22,9 @@ select creditgate.service_settle_generation(:'g1', 'w1', (select x ->> 'lease_to
     'media', jsonb_build_array(jsonb_build_object('storage_key', 'media/' || :'g1' || '/0.png', 'content_type', 'image/png', 'bytes', 1))));
 select creditgate.service_settle_generation(:'g2', 'w1', (select x ->> 'lease_token' from jobs, jsonb_array_elements(j) as x where x ->> 'generation_id' = :'g2'),
   '{"status": "failed", "error": {"code": "server_error"}, "provider": {"name": "local", "http_status": 500, "latency_ms": 300}}');
-select creditgate.service_apply_checkout('evt_console_1', :'u', 'price_console_test', 1, 500, 'usd', 'cs_console_1');
+-- A paid checkout carries its amount and currency (checked against the pack since 0011).
+select creditgate.service_apply_checkout('evt_console_1', :'u', 'price_console_test',
+  amount_total => 500, currency => 'usd', session_id => 'cs_console_1');
 select tests.as_owner();
 select tests.make_queued_generation(:'u', 'chat-test', 40, '{"messages": [{"role": "user", "content": "x"}]}') as g3 \gset
 
@@ -93,7 +95,6 @@ select is((select f #>> '{user,id}' from found), :'u', 'find by email, case-inse
 select is(creditgate.admin_find_user(:'u') -> 'user', (select f -> 'user' from found), 'find by id');
 select is((select (f #>> '{balance,balance}')::bigint from found), 5860::bigint, 'the balance: 1000 bonus + 5000 pack - 100 - 40 charged');
 select is((select jsonb_array_length(f -> 'lots') from found), 2, 'lots: signup bonus and the pack');
-select is((select f #> '{balance,owed}' from found), '0'::jsonb, 'nothing owed');
 select is(
   (select array_agg(e ->> 'entry_type' order by (e ->> 'id')::bigint) from found, jsonb_array_elements(f -> 'ledger') as e),
   array['signup_bonus', 'spend', 'purchase', 'spend'],
@@ -119,18 +120,6 @@ select is(
   'settings: current value and default'
 );
 select is((creditgate.admin_run_audit() ->> 'ok')::boolean, true, 'the audit runs for an admin and passes');
-select tests.as_owner();
-insert into creditgate_private.audit_runs (started_at, finished_at, ok, failures, result)
-values (now() - interval '1 day', now() - interval '1 day', true, 0, '{}'), (now(), now(), false, 2, '{}');
-select tests.as_user(:'admin');
-select is(
-  (select jsonb_agg(e - 'id' - 'finished_at' - 'started_at') from jsonb_array_elements(creditgate.admin_audit_runs()) as e),
-  '[{"ok": false, "failures": 2}, {"ok": true, "failures": 0}]'::jsonb,
-  'stored audit runs, newest first'
-);
-select is(jsonb_array_length(creditgate.admin_audit_runs(1)), 1, 'max_items');
-select tests.as_user(:'u');
-select throws_ok($$select creditgate.admin_audit_runs()$$, 'PT403', 'forbidden', 'audit runs: a user is refused');
 
 select * from finish();
 rollback;

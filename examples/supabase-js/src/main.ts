@@ -52,6 +52,9 @@ async function showBalance(client: CreditgateClient): Promise<number> {
   for (const lot of balance.expiring) {
     console.log(`  ${lot.amount} ${lot.category} credits expire at ${lot.expires_at}`)
   }
+  if (balance.owed > 0) {
+    console.log(`  ${balance.owed} credits owed after a chargeback: paid first from new credits`)
+  }
   const cap = balance.daily.cap === null ? "no cap" : `cap ${balance.daily.cap}`
   console.log(`  today: ${balance.daily.used} used, ${cap}`)
   return balance.available
