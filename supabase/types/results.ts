@@ -537,7 +537,7 @@ export interface DailyStatsResult {
 /** admin_find_user(query) */
 export interface FoundUser {
   user: { id: Uuid; email: string | null; created_at: Timestamp | null; is_admin: boolean }
-  balance: { balance: Int; plan: string; available: Int }
+  balance: { balance: Int; plan: string; available: Int; owed: Int }
   lots: {
     id: Uuid
     amount: Int
@@ -585,12 +585,22 @@ export interface AdminSetting {
   updated_at: Timestamp | null
 }
 
+/** One row of admin_audit_runs(): a stored audit() run (the scheduled daily audit), newest first */
+export interface AuditRun {
+  id: Int
+  started_at: Timestamp
+  finished_at: Timestamp
+  ok: boolean
+  failures: Int
+}
+
 // --- every RPC -------------------------------------------------------------------------------
 
 /** The result of each function in schema creditgate, by name. */
 export interface RpcResults {
   admin_add_credits: CreditEntryResult
   admin_add_webhook_endpoint: WebhookEndpointAdded
+  admin_audit_runs: AuditRun[]
   admin_daily_stats: DailyStatsResult
   admin_disable_webhook_endpoint: WebhookEndpointDisabled
   admin_find_user: FoundUser
