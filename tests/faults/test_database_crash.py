@@ -148,6 +148,10 @@ def test_service_recovers_from_a_database_crash_without_restart(
             # through NOTIFY (the worker's LISTEN connection has to come back by itself).
             "CREDITGATE_IDLE_POLL_SECONDS": "300",
             "CREDITGATE_POOL_MAX": "10",
+            # After the crash every acknowledged request is retried at once, many per user:
+            # the per-user replay limit (tests/service/test_long_polls.py) is not under test.
+            "CREDITGATE_REPLAY_RATE": "1000",
+            "CREDITGATE_REPLAY_BURST": "10000",
         }
         with running_stack(owner, api, tmp_path, env) as stack:
             service = stack.serve()
